@@ -1,0 +1,3 @@
+from .export import ExportFinal, export_policy
+
+__all__ = ["ExportFinal", "export_policy"]

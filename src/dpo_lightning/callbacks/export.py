@@ -1,0 +1,54 @@
+"""`ExportFinal`: at the end of fit, save the policy in Hugging Face format under `<run>/final/`.
+
+Full fine-tuning: `final/` loads with `AutoModelForCausalLM.from_pretrained`. With LoRA: `final/` is the adapter
+(`PeftModel.from_pretrained(base, final)`) and `final/merged/` a merged full copy. Each folder is written next
+to its destination and renamed into place, so a crash mid-save never leaves a half-written `final/`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from lightning import Callback, LightningModule, Trainer
+
+from ..models.lora import is_peft_model
+
+log = logging.getLogger(__name__)
+
+
+class ExportFinal(Callback):
+    def __init__(self, dirpath: str, merge_adapter: bool = True) -> None:
+        self.dirpath = Path(dirpath)
+        self.merge_adapter = merge_adapter
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            export_policy(pl_module.policy, getattr(trainer.datamodule, "tokenizer", None), self.dirpath, self.merge_adapter)
+        trainer.strategy.barrier("export_final")
+
+
+def export_policy(policy, tokenizer, dirpath: Path, merge_adapter: bool = True) -> Path:
+    dirpath = Path(dirpath)
+    tmp = dirpath.with_name(dirpath.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _save(policy, tokenizer, tmp)
+    if is_peft_model(policy) and merge_adapter:
+        merged = copy.deepcopy(policy).merge_and_unload()
+        _save(merged, tokenizer, tmp / "merged")
+    old = dirpath.with_name(dirpath.name + ".old")
+    if dirpath.exists():
+        os.replace(dirpath, old)
+    os.replace(tmp, dirpath)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("Final policy saved to %s", dirpath)
+    return dirpath
+
+
+def _save(model, tokenizer, path: Path) -> None:
+    model.save_pretrained(path, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)

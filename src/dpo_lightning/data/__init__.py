@@ -1,0 +1,11 @@
+"""Preference data: formats (rows -> pairs), tokenization, batching and the LightningDataModule."""
+
+from .collate import PairCollator
+from .datamodule import PreferenceDataModule, builtin_file
+from .formats import DataError, HHFormat, JsonlFormat, PairFormat, PreferencePair, SHPFormat, read_json_rows
+from .tokenize import PairTokenizer, TokenizedPair
+
+__all__ = [
+    "PairCollator", "PreferenceDataModule", "builtin_file", "DataError", "HHFormat", "JsonlFormat", "PairFormat",
+    "PreferencePair", "SHPFormat", "read_json_rows", "PairTokenizer", "TokenizedPair",
+]

@@ -1,0 +1,118 @@
+"""`PreferenceDataModule`: load rows (local file, built-in set or hub dataset), split, tokenize once, batch."""
+
+from __future__ import annotations
+
+import logging
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from .collate import PairCollator
+from .formats import PairFormat, PreferencePair, is_local, read_hub_rows, read_json_rows
+from .tokenize import PairTokenizer, TokenizedPair
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def builtin_file(name: str) -> Path:
+    """The package-data file of the built-in preference set (`builtin:train` -> data/builtin/train.jsonl)."""
+    path = Path(str(resources.files("dpo_lightning.data") / "builtin" / f"{name}.jsonl"))
+    if not path.is_file():
+        raise FileNotFoundError(f"no built-in data split {name!r} ({path})")
+    return path
+
+
+def iter_rows(path: str, split: str, subset: str | None, data_dir: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows with their origin from `builtin:<split>`, a local .json/.jsonl(.gz) file, or a hub dataset id."""
+    if path.startswith(BUILTIN_PREFIX):
+        return read_json_rows(builtin_file(path[len(BUILTIN_PREFIX):]))
+    if is_local(path):
+        return read_json_rows(path)
+    return read_hub_rows(path, split, subset=subset, data_dir=data_dir)
+
+
+class PreferenceDataModule(LightningDataModule):
+    """Preference pairs for training and validation.
+
+    Validation comes from `val_path` (a file, or a hub id read at `val_split`), else from `path` itself at
+    `val_split` when `path` is a hub id and `val_split` is set, else from a held-out fraction `val_fraction`
+    of the training rows chosen by a fixed permutation (`split_seed`), so the split never changes between runs.
+    """
+
+    def __init__(self, format: PairFormat, path: str, tokenizer: Any = None, split: str = "train",
+                 subset: str | None = None, data_dir: str | None = None, val_path: str | None = None,
+                 val_split: str | None = None, val_fraction: float = 0.05, split_seed: int = 0,
+                 max_train_pairs: int | None = None, max_val_pairs: int | None = None,
+                 max_length: int = 512, max_prompt_length: int = 256, truncation_mode: str = "keep_end",
+                 chat_template: bool = False, batch_size: int = 4, eval_batch_size: int | None = None,
+                 num_workers: int = 0, seed: int = 42) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        self.format, self.path, self.split, self.subset, self.data_dir = format, str(path), split, subset, data_dir
+        self.val_path, self.val_split, self.val_fraction, self.split_seed = val_path, val_split, val_fraction, split_seed
+        self.max_train_pairs, self.max_val_pairs = max_train_pairs, max_val_pairs
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.tokenizer = tokenizer
+        self.pair_tokenizer = PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode, chat_template) if tokenizer else None
+        self.train_pairs: list[PreferencePair] = []
+        self.val_pairs: list[PreferencePair] = []
+        self.train_tokens: list[TokenizedPair] = []
+        self.val_tokens: list[TokenizedPair] = []
+
+    # -- loading -------------------------------------------------------------------------------------------
+    def load_pairs(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        train = self.format.load(iter_rows(self.path, self.split, self.subset, self.data_dir))
+        if self.val_path:
+            val = self.format.load(iter_rows(str(self.val_path), self.val_split or "test", self.subset, self.data_dir))
+        elif self.val_split and not is_local(self.path) and not self.path.startswith(BUILTIN_PREFIX):
+            val = self.format.load(iter_rows(self.path, self.val_split, self.subset, self.data_dir))
+        else:
+            train, val = self.held_out_split(train)
+        if not train:
+            raise ValueError(f"no training pairs in {self.path}")
+        return train[: self.max_train_pairs], val[: self.max_val_pairs]
+
+    def held_out_split(self, pairs: list[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        n_val = max(1, math.ceil(len(pairs) * self.val_fraction)) if len(pairs) > 1 else 0
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
+        held = set(order[:n_val])
+        return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_tokens:
+            return
+        if self.pair_tokenizer is None:
+            raise ValueError("PreferenceDataModule needs a tokenizer (train.py passes the model's)")
+        self.train_pairs, self.val_pairs = self.load_pairs()
+        self.train_tokens = self._tokenize(self.train_pairs, "train")
+        self.val_tokens = self._tokenize(self.val_pairs, "val")
+
+    def _tokenize(self, pairs: list[PreferencePair], name: str) -> list[TokenizedPair]:
+        out = [self.pair_tokenizer(p) for p in pairs]
+        kept = [t for t in out if t is not None]
+        truncated = sum(t.truncated for t in kept)
+        log.info("%s: %d pairs (%d truncated, %d dropped as over-long)", name, len(kept), truncated, len(out) - len(kept))
+        return kept
+
+    # -- loaders -------------------------------------------------------------------------------------------
+    @property
+    def collator(self) -> PairCollator:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        return PairCollator(pad_token_id=pad)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_tokens, batch_size=self.batch_size, shuffle=True, collate_fn=self.collator,
+                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_tokens, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collator,
+                          num_workers=self.num_workers)

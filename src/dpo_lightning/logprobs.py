@@ -1,0 +1,149 @@
+"""Batch -> per-sequence summed log-probabilities of the response tokens: the one hot path of training.
+
+The transformer backbone runs once over the batch; the LM head then runs only on the positions that predict a
+response token, in chunks, through a custom autograd function that recomputes each chunk's logits in backward.
+So the `[tokens, vocab]` fp32 logits of the whole batch are never materialised. Models whose head is not a plain
+linear layer (soft-capped or scaled logits, adapters on the head) take the plain path: full logits, then gather.
+`plain_sequence_logps` is that plain path for any model and is the reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+# Model families whose logits are exactly lm_head(final hidden state), with no scaling or soft-capping.
+PLAIN_HEAD_MODEL_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "gpt2", "gpt_neox", "phi3", "olmo", "olmo2", "smollm3"}
+
+
+@dataclass
+class ResponseStates:
+    """Inputs of the LM head at the positions that predict response tokens (flattened over the batch)."""
+
+    hidden: Tensor  # [N, H] hidden states, or [N, V] logits when head is None (plain path)
+    head: nn.Linear | None
+    targets: Tensor  # [N] the response token ids
+    rows: Tensor  # [N] the batch row each position belongs to
+    n_rows: int
+
+
+@dataclass
+class SequenceLogps:
+    logps: Tensor  # [rows] summed log-probs of the response tokens
+    tokens: Tensor  # [rows] number of response tokens
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The transformers model under a PEFT wrapper (adapters stay injected in its layers)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def has_plain_head(model: nn.Module) -> bool:
+    inner = unwrap(model)
+    head = inner.get_output_embeddings()
+    return type(head) is nn.Linear and getattr(inner.config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES
+
+
+def response_states(model: nn.Module, batch: dict[str, Tensor], fused_head: bool = True) -> ResponseStates:
+    """Run the model's backbone (or the whole model on the plain path) and keep the response positions."""
+    mask = batch["response_mask"][:, 1:]
+    targets = batch["input_ids"][:, 1:][mask]
+    rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
+    inner = unwrap(model)
+    if fused_head and has_plain_head(model):
+        out = inner.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        hidden = out.last_hidden_state[:, :-1][mask]
+        return ResponseStates(hidden, inner.get_output_embeddings(), targets, rows, mask.shape[0])
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return ResponseStates(logits[:, :-1][mask], None, targets, rows, mask.shape[0])
+
+
+def token_logps(states: ResponseStates, chunk_size: int = 1024) -> Tensor:
+    """log p(target) at every response position, [N] fp32."""
+    if states.head is None:
+        return states.hidden.float().log_softmax(-1).gather(-1, states.targets[:, None]).squeeze(-1)
+    return ChunkedTokenLogps.apply(states.hidden, states.head.weight, states.head.bias, states.targets, chunk_size)
+
+
+def sequence_logps(states: ResponseStates, chunk_size: int = 1024) -> SequenceLogps:
+    per_token = token_logps(states, chunk_size)
+    return SequenceLogps(_per_row(per_token, states), _per_row(torch.ones_like(per_token), states))
+
+
+def _per_row(values: Tensor, states: ResponseStates) -> Tensor:
+    return torch.zeros(states.n_rows, dtype=values.dtype, device=values.device).index_add(0, states.rows, values)
+
+
+@torch.no_grad()
+def token_kl(policy: ResponseStates, reference: ResponseStates, chunk_size: int = 1024) -> Tensor:
+    """Exact KL(pi(.|context) || pi_ref(.|context)) over the vocabulary at each response position, [N]."""
+    out = []
+    for start in range(0, policy.targets.numel(), chunk_size):
+        logp = _logits(policy, start, chunk_size).log_softmax(-1)
+        logq = _logits(reference, start, chunk_size).log_softmax(-1)
+        out.append((logp.exp() * (logp - logq)).sum(-1))
+    return torch.cat(out) if out else policy.targets.new_zeros(0, dtype=torch.float32)
+
+
+def _logits(states: ResponseStates, start: int, size: int) -> Tensor:
+    hidden = states.hidden[start: start + size]
+    if states.head is None:
+        return hidden.float()
+    return F.linear(hidden.to(states.head.weight.dtype), states.head.weight, states.head.bias).float()
+
+
+class ChunkedTokenLogps(torch.autograd.Function):
+    """log_softmax(h W^T + b)[target] per row, chunked; backward recomputes each chunk's logits.
+
+    Saves only h, W and one log-sum-exp per row, so peak memory is one chunk of logits rather than all of them.
+    d logp / d logits = onehot(target) - softmax(logits).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, chunk_size: int) -> Tensor:
+        ctx.hidden_dtype = hidden.dtype
+        hidden = hidden.to(weight.dtype)
+        out = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
+        lse = torch.empty_like(out)
+        for s in range(0, hidden.shape[0], chunk_size):
+            logits = F.linear(hidden[s: s + chunk_size], weight, bias).float()
+            lse[s: s + chunk_size] = logits.logsumexp(-1)
+            out[s: s + chunk_size] = logits.gather(-1, targets[s: s + chunk_size, None]).squeeze(-1) - lse[s: s + chunk_size]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.chunk_size = chunk_size
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b and bias is not None else None
+        for s in range(0, hidden.shape[0], ctx.chunk_size):
+            h = hidden[s: s + ctx.chunk_size]
+            g_out = grad_out[s: s + ctx.chunk_size].float()
+            probs = (F.linear(h, weight, bias).float() - lse[s: s + ctx.chunk_size, None]).exp_()
+            grad_logits = probs.mul_(-g_out[:, None])
+            grad_logits.scatter_add_(-1, targets[s: s + ctx.chunk_size, None], g_out[:, None])
+            if grad_h is not None:
+                grad_h[s: s + ctx.chunk_size] = grad_logits.to(weight.dtype) @ weight
+            if grad_w is not None:
+                grad_w += grad_logits.t() @ h.float()
+            if grad_b is not None:
+                grad_b += grad_logits.sum(0)
+        grad_h = grad_h.to(ctx.hidden_dtype) if grad_h is not None else None
+        grad_w = grad_w.to(weight.dtype) if grad_w is not None else None
+        grad_b = grad_b.to(bias.dtype) if grad_b is not None else None
+        return grad_h, grad_w, grad_b, None, None
+
+
+def plain_sequence_logps(model: nn.Module, batch: dict[str, Tensor]) -> SequenceLogps:
+    """The textbook computation (full logits, log_softmax, gather, masked sum), for any causal LM."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits[:, :-1]
+    mask = batch["response_mask"][:, 1:]
+    per_token = logits.float().log_softmax(-1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return SequenceLogps((per_token * mask).sum(-1), mask.sum(-1).to(per_token.dtype))

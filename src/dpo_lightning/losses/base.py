@@ -1,0 +1,92 @@
+"""The shared base of every preference loss: log-probs in, per-pair losses and implicit rewards out.
+
+A loss sees only per-pair summed log-probabilities and response token counts (`PairLogps`) of the policy and,
+when it needs one, of the reference. It never sees a model or a batch, so each variant stays a few lines of the
+formula from its paper and is testable by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+@dataclass
+class PairLogps:
+    """Summed log-probabilities of the chosen and rejected responses, with their token counts (one row a pair)."""
+
+    chosen: Tensor
+    rejected: Tensor
+    chosen_tokens: Tensor
+    rejected_tokens: Tensor
+
+    @property
+    def chosen_mean(self) -> Tensor:
+        return self.chosen / self.chosen_tokens.clamp(min=1)
+
+    @property
+    def rejected_mean(self) -> Tensor:
+        return self.rejected / self.rejected_tokens.clamp(min=1)
+
+
+@dataclass
+class LossOutput:
+    losses: Tensor  # one per pair; the training loss is their mean
+    chosen_rewards: Tensor  # detached implicit rewards, one per pair
+    rejected_rewards: Tensor
+
+
+class PreferenceLoss(nn.Module):
+    """Base class: subclasses implement `pair_losses`; `rewards` defaults to DPO's beta * log(pi / pi_ref)."""
+
+    requires_reference: bool = True
+
+    def __init__(self, beta: float = 0.1) -> None:
+        super().__init__()
+        if beta <= 0:
+            raise ValueError(f"loss.beta must be > 0, got {beta}")
+        self.beta = float(beta)
+
+    def forward(self, policy: PairLogps, reference: PairLogps | None = None) -> LossOutput:
+        if self.requires_reference and reference is None:
+            raise ValueError(f"{type(self).__name__} needs reference log-probs")
+        losses = self.pair_losses(policy, reference)
+        chosen_rewards, rejected_rewards = self.rewards(policy, reference)
+        return LossOutput(losses, chosen_rewards.detach(), rejected_rewards.detach())
+
+    def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
+        raise NotImplementedError
+
+    def rewards(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
+        chosen, rejected = logratios(policy, reference)
+        return self.beta * chosen, self.beta * rejected
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in vars(self).items() if isinstance(v, (int, float, bool)) and not k.startswith("_"))
+
+
+def logratios(policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
+    """log pi(y|x) - log pi_ref(y|x) for chosen and rejected; with no reference, log pi(y|x) (a uniform reference)."""
+    if reference is None:
+        return policy.chosen, policy.rejected
+    return policy.chosen - reference.chosen, policy.rejected - reference.rejected
+
+
+def chosen_nll(policy: PairLogps) -> Tensor:
+    """Length-normalised negative log-likelihood of the chosen response (the SFT / RPO / ORPO term)."""
+    return -policy.chosen_mean
+
+
+def smoothed_sigmoid_loss(logits: Tensor, label_smoothing: float) -> Tensor:
+    """-(1 - eps) log sigmoid(z) - eps log sigmoid(-z): conservative DPO (Mitchell 2023) when eps > 0."""
+    return -(1 - label_smoothing) * nn.functional.logsigmoid(logits) - label_smoothing * nn.functional.logsigmoid(-logits)
+
+
+def check_label_smoothing(value: float, upper: float = 0.5) -> float:
+    if not 0.0 <= value < upper:
+        raise ValueError(f"loss.label_smoothing must be in [0, {upper}), got {value}")
+    return float(value)
+
+
+__all__ = ["PairLogps", "LossOutput", "PreferenceLoss", "logratios", "chosen_nll", "smoothed_sigmoid_loss"]

@@ -1,0 +1,95 @@
+"""Policy and tokenizer from a hub id, a local folder or the embedded model, with safe defaults.
+
+`trust_remote_code` is off unless the config turns it on; weights load from safetensors only, unless
+`allow_pickle=true` explicitly allows `.bin`/`.pt` files (which can run code when unpickled).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .embedded import is_embedded, resolve_embedded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: Any
+    name_or_path: str
+
+
+def resolve_name_or_path(name_or_path: str, cache_dir: str | None = None) -> str:
+    if is_embedded(name_or_path):
+        return str(resolve_embedded(name_or_path, cache_dir))
+    local = Path(name_or_path).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ValueError(f"model.name_or_path {name_or_path!r} is a file; give the folder that holds config.json")
+        return str(local)
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padding is masked out everywhere; any id will do
+    return tokenizer
+
+
+def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | None = None,
+                   trust_remote_code: bool = False, allow_pickle: bool = False, attn_implementation: str | None = "sdpa",
+                   gradient_checkpointing: bool = False, cache_dir: str | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id)."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_name_or_path(name_or_path, cache_dir)
+    if Path(source).is_dir() and not allow_pickle and not any(Path(source).glob("*.safetensors")):
+        raise ValueError(f"{source} has no .safetensors weights; pickle-based weights (.bin/.pt) are refused "
+                         "unless model.allow_pickle=true")
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=getattr(torch, dtype), revision=revision, trust_remote_code=trust_remote_code,
+        use_safetensors=None if allow_pickle else True, attn_implementation=attn_implementation,
+    )
+    prepare_for_training(model, gradient_checkpointing)
+    return LoadedModel(model, load_tokenizer(source, trust_remote_code, revision), name_or_path)
+
+
+def prepare_for_training(model: nn.Module, gradient_checkpointing: bool = False) -> None:
+    model.config.use_cache = False
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hidden_size: int = 8,
+                     num_hidden_layers: int = 2, num_attention_heads: int = 2, intermediate_size: int = 16,
+                     seed: int = 0, name_or_path: str | None = None, cache_dir: str | None = None) -> LoadedModel:
+    """A random-init Llama of a few hundred thousand parameters sharing the tokenizer of `tokenizer_from`.
+
+    Builds in seconds: for tests and smoke runs. With `name_or_path` set, that model is loaded instead.
+    """
+    if name_or_path:
+        return load_causal_lm(name_or_path, cache_dir=cache_dir)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_attention_heads, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    prepare_for_training(model)
+    return LoadedModel(model, tokenizer, f"tiny-llama(seed={seed})")

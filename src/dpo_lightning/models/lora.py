@@ -1,0 +1,18 @@
+"""LoRA adapters through peft. The reference model is then the same weights with the adapter disabled."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def wrap_lora(model: nn.Module, r: int = 16, alpha: int = 32, dropout: float = 0.05,
+              target_modules: str | list[str] = "all-linear", bias: str = "none") -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias=bias,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "get_base_model")

@@ -1,0 +1,62 @@
+"""`train(cfg)`: everything built from the composed config, then `Trainer.fit`, then `metrics.json`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .config import validate_config
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job; return the final value of every logged metric (also written to metrics.json)."""
+    validate_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+
+    loss = instantiate(cfg.loss)
+    loaded = instantiate(cfg.model)
+    policy = loaded.model
+    needs_reference = loss.requires_reference or cfg.module.get("compute_kl", True)
+    reference = None
+    if cfg.get("peft"):
+        policy = instantiate(cfg.peft)(policy)  # reference = the adapter disabled, no second copy
+    elif needs_reference:
+        reference = copy.deepcopy(policy).requires_grad_(False).eval()
+    datamodule = instantiate(cfg.data, tokenizer=loaded.tokenizer)
+    module = instantiate(cfg.module, policy=policy, reference=reference, loss=loss,
+                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if module.validated_at_step != trainer.global_step and trainer.limit_val_batches:
+        # Lightning skips validation when max_steps ends an epoch early: measure the final policy anyway.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+
+    metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items())}
+    if trainer.is_global_zero:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        log.info("Metrics: %s", json.dumps(metrics))
+        log.info("Outputs in %s", out)
+    return metrics
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
+    """The value a Hydra sweeper optimizes (`optimized_metric`), or None when it was not logged."""
+    name = cfg.get("optimized_metric")
+    if name and name not in metrics:
+        log.warning("optimized_metric %r was not logged; logged: %s", name, sorted(metrics))
+    return metrics.get(name) if name else None
