@@ -26,12 +26,12 @@ class DPOModule(LightningModule):
 
     def __init__(self, policy: nn.Module, loss: PreferenceLoss, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, reference: nn.Module | None = None,
-                 fused_head: bool = True, head_chunk_size: int = 1024, compute_kl: bool = True,
-                 disable_dropout: bool = True) -> None:
+                 fused_head: bool = True, head_chunk_size: int = 1024, separate_halves: bool = True,
+                 compute_kl: bool = True, disable_dropout: bool = True) -> None:
         super().__init__()
         self.policy, self.reference, self.loss_fn = policy, reference, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.fused_head, self.head_chunk_size = fused_head, head_chunk_size
+        self.fused_head, self.head_chunk_size, self.separate_halves = fused_head, head_chunk_size, separate_halves
         self.adapter_reference = reference is None and is_peft_model(policy)
         self.has_reference = reference is not None or self.adapter_reference
         if loss.requires_reference and not self.has_reference:
@@ -44,6 +44,7 @@ class DPOModule(LightningModule):
             for m in policy.modules():
                 if isinstance(m, nn.Dropout):
                     m.p = 0.0
+        policy.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes as they are
         self.train_metrics = PreferenceMetrics()
         self.val_metrics = PreferenceMetrics()
         self.strict_loading = False  # checkpoints hold no reference weights
@@ -51,12 +52,12 @@ class DPOModule(LightningModule):
 
     # -- the step ----------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> tuple[LossOutput, PairLogps, Tensor | None]:
-        states = response_states(self.policy, batch, self.fused_head)
+        states = response_states(self.policy, batch, self.fused_head, self.separate_halves)
         policy = self._pairs(states)
         reference, kl = None, None
         if self.has_reference:
             with torch.no_grad(), self.reference_model() as ref_model:
-                ref_states = response_states(ref_model, batch, self.fused_head)
+                ref_states = response_states(ref_model, batch, self.fused_head, self.separate_halves)
                 reference = self._pairs(ref_states)
                 if self.compute_kl:
                     kl = token_kl(_detached(states), ref_states, self.head_chunk_size)

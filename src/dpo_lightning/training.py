@@ -42,11 +42,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if module.validated_at_step != trainer.global_step and trainer.limit_val_batches:
         # Lightning skips validation when max_steps ends an epoch early: measure the final policy anyway.
         trainer.validate(module, datamodule=datamodule, verbose=False)
-
-    metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items())}
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    metrics = dict(sorted(metrics.items()))
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         log.info("Metrics: %s", json.dumps(metrics))

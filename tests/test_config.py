@@ -1,0 +1,136 @@
+"""Every option of every config group composes and instantiates; the documented commands compose right."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conftest import CONF, compose
+from dpo_lightning.config import ConfigError, validate_config
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_has_its_options():
+    expected = {
+        "model": {"smollm2_135m", "tiny", "gpt2", "pythia_2_8b", "llama3_8b", "mistral", "qwen2_5_0_5b"},
+        "data": {"builtin", "hh", "shp", "jsonl"},
+        "loss": {"dpo", "ipo", "hinge", "robust", "simpo", "orpo", "rpo", "bco_pair", "apo_zero", "apo_down",
+                 "sppo_hard", "nca_pair", "exo_pair", "sft"},
+        "trainer": {"cpu", "gpu", "ddp", "fsdp", "deepspeed"},
+        "logger": {"wandb", "csv", "tensorboard", "none"},
+        "peft": {"none", "lora"},
+        "optimizer": {"adamw", "rmsprop"},
+    }
+    for group, names in expected.items():
+        assert names <= set(options(group)), group
+
+
+@pytest.mark.parametrize("name", options("loss"))
+def test_loss_options(name):
+    loss = instantiate(compose(f"loss={name}").loss)
+    assert loss.beta > 0 and hasattr(loss, "requires_reference")
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_model_options_compose_and_load_from_a_local_path(name, tiny_model_dir):
+    cfg = compose(f"model={name}")
+    assert cfg.model._target_.startswith("dpo_lightning.models.")
+    assert cfg.model.get("trust_remote_code", False) is False
+    loaded = instantiate(compose(f"model={name}", f"model.name_or_path={tiny_model_dir}").model)
+    assert loaded.model.config.model_type == "llama" and loaded.tokenizer.eos_token_id is not None
+
+
+def test_model_hub_ids():
+    ids = {name: compose(f"model={name}").model.name_or_path for name in options("model") if name != "tiny"}
+    assert ids["mistral"] == "mistralai/Mistral-7B-v0.1" and ids["pythia_2_8b"] == "EleutherAI/pythia-2.8b"
+    assert ids["smollm2_135m"] == "embedded:smollm2-135m-instruct"
+    assert compose("model=llama3_8b").model.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_data_options(name, tokenizer, tmp_path):
+    extra = [f"data.path={tmp_path / 'p.jsonl'}"] if name == "jsonl" else []
+    dm = instantiate(compose(f"data={name}", *extra).data, tokenizer=tokenizer)
+    assert dm.batch_size > 0 and dm.pair_tokenizer.max_length > dm.pair_tokenizer.max_prompt_length
+
+
+@pytest.mark.parametrize("name", options("trainer"))
+def test_trainer_options(name, tmp_path):
+    cfg = compose(f"trainer={name}")
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    strategy = cfg.trainer.strategy
+    if name == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("deepspeed is not installed (pip install deepspeed on a GPU machine)")
+    if not isinstance(strategy, str):
+        assert instantiate(strategy) is not None  # the strategy object itself builds here
+    if name in ("cpu",) or not torch.cuda.is_available():
+        cfg = compose(f"trainer={name}", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true",
+                      *(["trainer.strategy=auto"] if name in ("fsdp", "deepspeed") else []))
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
+    assert trainer.max_epochs == 1
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_logger_options(name, tmp_path):
+    loggers = [instantiate(c) for c in (compose(f"logger={name}", output_dir=tmp_path).get("logger") or {}).values()]
+    if name == "none":
+        assert loggers == []
+    else:
+        assert any(type(lg).__name__ == "CSVLogger" for lg in loggers)  # every logger option keeps the CSV file
+    if name == "wandb":
+        assert any(type(lg).__name__ == "WandbLogger" for lg in loggers)
+
+
+@pytest.mark.parametrize("group", ["optimizer", "scheduler", "peft", "callbacks", "module", "paths"])
+def test_other_group_options(group, tmp_path):
+    for name in options(group):
+        cfg = compose(f"{group}={name}", output_dir=tmp_path)
+        node = cfg.get(group)
+        if group == "optimizer":
+            opt = instantiate(node)([torch.nn.Parameter(torch.zeros(2))])
+            assert opt.param_groups[0]["lr"] > 0
+        elif group == "scheduler":
+            opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+            sched = instantiate(node)(opt, num_training_steps=10)
+            assert 0 < sched.get_last_lr()[0] <= 1.0
+        elif group == "peft" and node:
+            assert callable(instantiate(node))
+        elif group == "callbacks":
+            assert all(instantiate(c) is not None for c in (node or {}).values())
+        elif group == "module":
+            assert node._target_ == "dpo_lightning.DPOModule"
+        elif group == "paths":
+            assert node.output_dir == str(tmp_path)
+
+
+def test_experiment_option_composes():
+    cfg = compose("experiment=hh_pythia")
+    assert cfg.model.name_or_path == "EleutherAI/pythia-2.8b" and cfg.data.format._target_.endswith("HHFormat")
+    assert cfg.trainer.accumulate_grad_batches * cfg.data.batch_size == 64
+
+
+def test_the_readme_command_composes():
+    # python train.py model=mistral data=shp loss.beta=0.1
+    cfg = compose("model=mistral", "data=shp", "loss.beta=0.1")
+    assert cfg.model.name_or_path == "mistralai/Mistral-7B-v0.1"
+    assert cfg.data.format._target_ == "dpo_lightning.data.SHPFormat" and cfg.data.path == "stanfordnlp/SHP"
+    assert cfg.loss.beta == 0.1 and cfg.loss._target_ == "dpo_lightning.losses.DPOLoss"
+    assert OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("override, key", [
+    ("loss.beta=0", "loss.beta"), ("loss.beta=-1", "loss.beta"), ("loss.label_smoothing=0.5", "loss.label_smoothing"),
+    ("data.max_prompt_length=600", "data.max_prompt_length"), ("data.path=./missing.jsonl", "data.path"),
+])
+def test_bad_config_is_refused_before_loading_anything(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(compose(override))

@@ -1,0 +1,126 @@
+"""The real train.py, end to end and small: outputs, metrics, final export, LoRA, a multirun, the embedded model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import HH_TEST, requires_hh, run_script
+
+TINY = ["model=tiny", "data.max_train_pairs=16", "data.max_val_pairs=8", "data.batch_size=4", "data.eval_batch_size=8",
+        "optimizer.lr=1e-3"]
+METRIC_NAMES = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected", "kl"]
+
+
+def csv_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def check_run_outputs(run: Path) -> dict[str, float]:
+    """Everything a run must leave under its output directory."""
+    assert (run / "config.yaml").is_file() and (run / ".hydra" / "config.yaml").is_file()
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["paths"]["output_dir"] == str(run)  # resolved, not an interpolation
+    assert list((run / "checkpoints").glob("*.ckpt")), "no Lightning checkpoint"
+    assert (run / "csv" / "metrics.csv").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    for prefix in ("train", "val"):
+        for name in METRIC_NAMES:
+            assert f"{prefix}/{name}" in metrics, f"{prefix}/{name} missing from metrics.json"
+    assert all(math.isfinite(v) for v in metrics.values())
+    return metrics
+
+
+def test_train_tiny_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    run_script("train.py", *TINY, "trainer.accumulate_grad_batches=2", f"hydra.run.dir={run}")
+    metrics = check_run_outputs(run)
+
+    rows = csv_rows(run)
+    train_rows = [r for r in rows if r.get("train/loss")]
+    # 16 pairs / batch 4 = 4 micro-batches, accumulated by 2: exactly 2 optimizer steps, each logged once.
+    assert [int(r["step"]) for r in train_rows] == [0, 1]
+    assert float(train_rows[0]["train/loss"]) == pytest.approx(math.log(2), abs=1e-6)  # policy == reference
+    assert float(train_rows[0]["train/rewards/margins"]) == pytest.approx(0.0, abs=1e-6)
+    assert any(r.get("val/rewards/accuracies") for r in rows)
+    assert metrics["train/loss"] == pytest.approx(float(train_rows[-1]["train/loss"]))
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = AutoModelForCausalLM.from_pretrained(run / "final")
+    AutoTokenizer.from_pretrained(run / "final")
+    ckpt = torch.load(next((run / "checkpoints").glob("epoch*.ckpt")), map_location="cpu", weights_only=False)
+    for name, value in final.state_dict().items():
+        torch.testing.assert_close(value, ckpt["state_dict"][f"policy.{name}"], msg=name)
+    assert not any(k.startswith("reference.") for k in ckpt["state_dict"])
+
+
+def test_train_with_lora_exports_adapter_and_merged_model(tmp_path):
+    run = tmp_path / "run"
+    run_script("train.py", *TINY, "peft=lora", "peft.r=2", "trainer.max_steps=2", f"hydra.run.dir={run}")
+    check_run_outputs(run)
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from dpo_lightning.models import build_tiny_llama
+
+    assert (run / "final" / "adapter_config.json").is_file()
+    adapted = PeftModel.from_pretrained(build_tiny_llama().model, run / "final").eval()
+    merged = AutoModelForCausalLM.from_pretrained(run / "final" / "merged").eval()
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    torch.testing.assert_close(adapted(ids).logits, merged(ids).logits, rtol=1e-4, atol=1e-5)
+
+
+@requires_hh
+def test_train_on_hh_local_file(tmp_path):
+    run = tmp_path / "run"
+    run_script("train.py", *TINY, "data=hh", f"data.path={HH_TEST}", "data.max_length=256", "data.max_prompt_length=192",
+               "trainer.max_steps=2", f"hydra.run.dir={run}")
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["data"]["format"]["_target_"] == "dpo_lightning.data.HHFormat"
+    check_run_outputs(run)
+
+
+def test_multirun_over_beta(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_script("train.py", "-m", *TINY, "trainer.max_steps=2", "loss.beta=0.05,0.5", f"hydra.sweep.dir={sweep}")
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
+    assert [p.name for p in jobs] == ["0", "1"]
+    betas = [yaml.safe_load((p / "config.yaml").read_text())["loss"]["beta"] for p in jobs]
+    assert betas == [0.05, 0.5]
+    for job in jobs:
+        check_run_outputs(job)
+
+
+def test_hydra_main_returns_the_optimized_metric(tmp_path):
+    from conftest import compose
+    from dpo_lightning.training import optimized_value, train
+
+    cfg = compose(*TINY, "trainer.max_steps=1", "trainer.enable_progress_bar=false", "callbacks=none", "logger=none",
+                  output_dir=tmp_path)
+    metrics = train(cfg)
+    value = optimized_value(cfg, metrics)
+    assert value == metrics["val/rewards/accuracies"] and 0.0 <= value <= 1.0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(metrics)
+
+
+def test_train_embedded_smollm2_for_two_steps(tmp_path):
+    run = tmp_path / "run"
+    run_script("train.py", "trainer.max_steps=2", "data.max_train_pairs=8", "data.max_val_pairs=8", "data.batch_size=4",
+               "data.eval_batch_size=8", f"hydra.run.dir={run}")
+    metrics = check_run_outputs(run)
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["name_or_path"] == "embedded:smollm2-135m-instruct"
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(run / "final")
+    assert config.model_type == "llama" and config.num_hidden_layers == 30
+    assert getattr(config, "quantization_config", None) is None
+    assert metrics["train/loss"] > 0
