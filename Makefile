@@ -1,10 +1,14 @@
-# Two commands: `make train` (install, then train on the embedded default) and `make test` (install, then the tests).
+# Two commands: `make train` (install, train on the embedded default, then compare the result with its base model)
+# and `make test` (install, then the tests).
 # Both are idempotent: the virtual environment is built once and rebuilt only when requirements change.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+EVAL_ARGS ?=
+# The main job's run directory (one per `make train`).
+RUN_DIR := outputs/main/$(shell date +%Y-%m-%d_%H-%M-%S)
 
 .PHONY: install train test test-slow clean
 
@@ -19,7 +23,8 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 train: install
-	$(BIN)/python train.py $(ARGS)
+	$(BIN)/python train.py hydra.run.dir=$(RUN_DIR) $(ARGS)
+	$(BIN)/python evaluate.py run_dir=$(RUN_DIR) $(EVAL_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

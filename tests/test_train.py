@@ -52,6 +52,8 @@ def test_train_tiny_end_to_end(tmp_path):
     assert float(train_rows[0]["train/rewards/margins"]) == pytest.approx(0.0, abs=1e-6)
     assert any(r.get("val/rewards/accuracies") for r in rows)
     assert metrics["train/loss"] == pytest.approx(float(train_rows[-1]["train/loss"]))
+    samples = [json.loads(line) for line in (run / "generations" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 and set(samples[0]) == {"step", "prompt", "policy", "reference"}  # one validation, 4 prompts
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,6 +79,14 @@ def test_train_with_lora_exports_adapter_and_merged_model(tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(run / "final" / "merged").eval()
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     torch.testing.assert_close(adapted(ids).logits, merged(ids).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_train_with_wandb_offline(tmp_path):
+    run = tmp_path / "run"
+    run_script("train.py", *TINY, "logger=wandb", "trainer.max_steps=1", f"hydra.run.dir={run}")
+    check_run_outputs(run)  # the CSV file is kept beside W&B
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert offline, "no offline W&B run (no API key is configured here, so it must be offline)"
 
 
 @requires_hh

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from .config import validate_config
 
 log = logging.getLogger(__name__)
+
+# The frozen reference is in eval mode on purpose; Lightning warns about any module in eval mode at fit start.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

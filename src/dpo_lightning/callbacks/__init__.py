@@ -1,3 +1,4 @@
 from .export import ExportFinal, export_policy
+from .generations import SampleGenerations
 
-__all__ = ["ExportFinal", "export_policy"]
+__all__ = ["ExportFinal", "export_policy", "SampleGenerations"]

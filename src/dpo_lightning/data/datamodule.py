@@ -92,16 +92,16 @@ class PreferenceDataModule(LightningDataModule):
             return
         if self.pair_tokenizer is None:
             raise ValueError("PreferenceDataModule needs a tokenizer (train.py passes the model's)")
-        self.train_pairs, self.val_pairs = self.load_pairs()
-        self.train_tokens = self._tokenize(self.train_pairs, "train")
-        self.val_tokens = self._tokenize(self.val_pairs, "val")
+        train, val = self.load_pairs()
+        self.train_pairs, self.train_tokens = self._tokenize(train, "train")
+        self.val_pairs, self.val_tokens = self._tokenize(val, "val")
 
-    def _tokenize(self, pairs: list[PreferencePair], name: str) -> list[TokenizedPair]:
-        out = [self.pair_tokenizer(p) for p in pairs]
-        kept = [t for t in out if t is not None]
-        truncated = sum(t.truncated for t in kept)
-        log.info("%s: %d pairs (%d truncated, %d dropped as over-long)", name, len(kept), truncated, len(out) - len(kept))
-        return kept
+    def _tokenize(self, pairs: list[PreferencePair], name: str) -> tuple[list[PreferencePair], list[TokenizedPair]]:
+        """Token ids of every pair; pairs dropped as over-long leave both lists, which stay aligned."""
+        kept = [(p, t) for p in pairs if (t := self.pair_tokenizer(p)) is not None]
+        truncated = sum(t.truncated for _, t in kept)
+        log.info("%s: %d pairs (%d truncated, %d dropped as over-long)", name, len(kept), truncated, len(pairs) - len(kept))
+        return [p for p, _ in kept], [t for _, t in kept]
 
     # -- loaders -------------------------------------------------------------------------------------------
     @property

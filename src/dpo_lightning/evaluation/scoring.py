@@ -1,0 +1,84 @@
+"""Score preference pairs with a model, and the statistics that compare two models on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from ..logprobs import response_states, sequence_logps
+from ..losses import PairLogps
+
+
+@torch.no_grad()
+def score_pairs(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu", progress=None) -> PairLogps:
+    """Summed log-probs and token counts of every pair's chosen and rejected response (CPU tensors, in order)."""
+    model.eval()
+    parts = []
+    for batch in progress(loader) if progress else loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        seq = sequence_logps(response_states(model, batch, separate_halves=True))
+        half = seq.logps.shape[0] // 2
+        parts.append([seq.logps[:half].cpu(), seq.logps[half:].cpu(), seq.tokens[:half].cpu(), seq.tokens[half:].cpu()])
+    return PairLogps(*(torch.cat(column).double() for column in zip(*parts)))
+
+
+def clearly_greater(a: Tensor, b: Tensor, rel: float = 1e-6) -> Tensor:
+    """a > b by more than floating-point noise (fp32 sums of hundreds of log-probs round differently by padding
+    and order); differences within `rel` of the magnitudes are ties, and a tie is not a win."""
+    return a > b + rel * torch.maximum(a.abs(), b.abs())
+
+
+def preference_accuracy(scores: PairLogps) -> dict[str, float]:
+    """How often the model gives the chosen response the higher log-probability: summed and per token.
+    Needs no reference model, so the base model has a meaningful number too."""
+    return {
+        "preference_accuracy": clearly_greater(scores.chosen, scores.rejected).double().mean().item(),
+        "preference_accuracy_normalized": clearly_greater(scores.chosen_mean, scores.rejected_mean).double().mean().item(),
+        "mean_logp_chosen": scores.chosen.mean().item(),
+        "mean_logp_rejected": scores.rejected.mean().item(),
+    }
+
+
+@dataclass
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci_low": self.low, "ci_high": self.high}
+
+
+def bootstrap_mean(values: Tensor, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """The mean with a percentile-bootstrap confidence interval (seeded, so reports are reproducible)."""
+    values = values.double().flatten()
+    if values.numel() == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, values.numel(), (resamples, values.numel()), generator=g)
+    means = values[idx].mean(1)
+    alpha = (1 - confidence) / 2
+    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return Interval(values.mean().item(), low, high)
+
+
+def implicit_rewards(policy: PairLogps, base: PairLogps, beta: float) -> dict[str, Tensor]:
+    """DPO's implicit reward of the trained policy against its base: beta * log(pi / pi_base), per response."""
+    chosen = beta * (policy.chosen - base.chosen)
+    rejected = beta * (policy.rejected - base.rejected)
+    return {"chosen": chosen, "rejected": rejected, "margins": chosen - rejected}
+
+
+def reward_statistics(rewards: dict[str, Tensor], resamples: int, confidence: float, seed: int) -> dict[str, dict[str, float]]:
+    margins = rewards["margins"]
+    return {
+        "accuracy": bootstrap_mean(clearly_greater(rewards["chosen"], rewards["rejected"]).double(), resamples, confidence, seed).as_dict(),
+        "margin": bootstrap_mean(margins, resamples, confidence, seed).as_dict(),
+        "chosen": bootstrap_mean(rewards["chosen"], resamples, confidence, seed).as_dict(),
+        "rejected": bootstrap_mean(rewards["rejected"], resamples, confidence, seed).as_dict(),
+        "margin_quantiles": dict(zip(("p05", "p25", "p50", "p75", "p95"), torch.quantile(
+            margins.double(), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64)).tolist())),
+    }
