@@ -130,7 +130,28 @@ def test_the_readme_command_composes():
 @pytest.mark.parametrize("override, key", [
     ("loss.beta=0", "loss.beta"), ("loss.beta=-1", "loss.beta"), ("loss.label_smoothing=0.5", "loss.label_smoothing"),
     ("data.max_prompt_length=600", "data.max_prompt_length"), ("data.path=./missing.jsonl", "data.path"),
+    ("data.path=data/missing.jsonl.gz", "data.path"), ("data.on_bad_row=ignore", "data.on_bad_row"),
+    ("data.truncation_mode=middle", "data.truncation_mode"), ("model.name_or_path=/no/such/model", "model.name_or_path"),
+    ("model.name_or_path='not a hub id!'", "model.name_or_path"),
 ])
 def test_bad_config_is_refused_before_loading_anything(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate_config(compose(override))
+
+
+def test_bad_config_messages_name_the_allowed_range():
+    with pytest.raises(ConfigError, match=r"loss\.beta must be > 0, got -1"):
+        validate_config(compose("loss.beta=-1"))
+    with pytest.raises(ConfigError, match=r"must be in \[0, 0\.5\)"):
+        validate_config(compose("loss.label_smoothing=0.7"))
+    validate_config(compose("model=mistral", "data=shp"))  # hub ids pass
+
+
+def test_an_unknown_option_in_any_group_names_the_group_and_its_options():
+    from hydra.errors import MissingConfigException
+
+    for group in GROUPS:
+        if group in ("experiment",):
+            continue
+        with pytest.raises(MissingConfigException, match=rf"Could not find '{group}/no_such_option'[\s\S]*Available options"):
+            compose(f"{group}=no_such_option")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
+
+from .secrets import redact_text
+
+log = logging.getLogger(__name__)
 
 
 def wandb_configured() -> bool:
@@ -20,5 +26,11 @@ def wandb_logger(project: str = "dpo_lightning", name: str | None = None, save_d
 
     if offline is None:
         offline = not wandb_configured()
+    if any(redact_text(arg) != arg for arg in sys.argv) and "settings" not in kwargs:
+        import wandb
+
+        # W&B records the command line in its run metadata; a secret passed there must not be recorded.
+        log.warning("a command-line argument holds a secret: W&B metadata capture (command line, host) is off for this run")
+        kwargs["settings"] = wandb.Settings(x_disable_meta=True)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=project, name=name, save_dir=save_dir, offline=offline, log_model=log_model, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -49,6 +50,7 @@ class DPOModule(LightningModule):
         self.val_metrics = PreferenceMetrics()
         self.strict_loading = False  # checkpoints hold no reference weights
         self.validated_at_step = -1
+        self.last_loss: float | None = None  # the last micro-batch's loss, for the non-finite guard
 
     # -- the step ----------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> tuple[LossOutput, PairLogps, Tensor | None]:
@@ -82,7 +84,9 @@ class DPOModule(LightningModule):
         return out.losses.mean()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._update(self.train_metrics, batch)
+        loss = self._update(self.train_metrics, batch)
+        self.last_loss = float(loss.detach())
+        return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called once per optimizer step, after all accumulated micro-batches: log their exact aggregate.
@@ -98,6 +102,8 @@ class DPOModule(LightningModule):
             self.validated_at_step = self.trainer.global_step
 
     def _log(self, metrics: PreferenceMetrics, prefix: str, on_step: bool) -> None:
+        if metrics.pairs == 0 and metrics.update_count == 0:  # e.g. a step the non-finite guard skipped
+            return
         values = metrics.compute()  # reduced across ranks by torchmetrics
         metrics.reset()
         self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, on_step=on_step, on_epoch=not on_step,
@@ -119,6 +125,16 @@ class DPOModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("reference.")}
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states:  # resume with the random state the interrupted run had at its checkpoint
+            torch.set_rng_state(states["torch"])
+            random.setstate(states["python"])
+            if states["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _detached(states: ResponseStates) -> ResponseStates:

@@ -14,20 +14,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .config import validate_config
+from .secrets import install_log_redaction, redact, redact_files
 
 log = logging.getLogger(__name__)
 
 # The frozen reference is in eval mode on purpose; Lightning warns about any module in eval mode at fit start.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+# Mid-epoch resume is exact here: the datamodule restores the data position itself (data/resumable.py).
+warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch ended.*")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; return the final value of every logged metric (also written to metrics.json)."""
+    install_log_redaction()
     validate_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    save_config(cfg, out)
 
     loss = instantiate(cfg.loss)
     loaded = instantiate(cfg.model)
@@ -45,7 +49,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    ckpt_path = cfg.get("ckpt_path") or ("last" if cfg.get("resume") else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if module.validated_at_step != trainer.global_step and trainer.limit_val_batches:
         # Lightning skips validation when max_steps ends an epoch early: measure the final policy anyway.
@@ -57,6 +62,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Metrics: %s", json.dumps(metrics))
         log.info("Outputs in %s", out)
     return metrics
+
+
+def save_config(cfg: DictConfig, out: Path) -> None:
+    """The resolved config as `config.yaml`, secrets masked; Hydra's own copies under .hydra/ are masked too."""
+    OmegaConf.save(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))), out / "config.yaml")
+    redact_files([out / ".hydra" / name for name in ("config.yaml", "overrides.yaml", "hydra.yaml")])
+    overrides = (out / ".hydra" / "overrides.yaml")
+    if overrides.is_file():
+        log.info("Overrides: %s", " ".join(OmegaConf.load(overrides)) or "(none)")
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:

@@ -1,4 +1,5 @@
 from .export import ExportFinal, export_policy
 from .generations import SampleGenerations
+from .guards import NonFiniteError, NonFiniteGuard
 
-__all__ = ["ExportFinal", "export_policy", "SampleGenerations"]
+__all__ = ["ExportFinal", "export_policy", "SampleGenerations", "NonFiniteError", "NonFiniteGuard"]

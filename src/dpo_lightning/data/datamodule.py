@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from importlib import resources
@@ -13,7 +14,8 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from .collate import PairCollator
-from .formats import PairFormat, PreferencePair, is_local, read_hub_rows, read_json_rows
+from .resumable import ResumableLoader
+from .formats import BadRows, PairFormat, PreferencePair, is_local, read_hub_rows, read_json_rows
 from .tokenize import PairTokenizer, TokenizedPair
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ def builtin_file(name: str) -> Path:
     return path
 
 
-def iter_rows(path: str, split: str, subset: str | None, data_dir: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_rows(path: str, split: str, subset: str | None, data_dir: str | None) -> Iterator[tuple[str, Any]]:
     """Rows with their origin from `builtin:<split>`, a local .json/.jsonl(.gz) file, or a hub dataset id."""
     if path.startswith(BUILTIN_PREFIX):
         return read_json_rows(builtin_file(path[len(BUILTIN_PREFIX):]))
@@ -44,6 +46,9 @@ class PreferenceDataModule(LightningDataModule):
     Validation comes from `val_path` (a file, or a hub id read at `val_split`), else from `path` itself at
     `val_split` when `path` is a hub id and `val_split` is set, else from a held-out fraction `val_fraction`
     of the training rows chosen by a fixed permutation (`split_seed`), so the split never changes between runs.
+
+    A bad row stops loading with its file, line and field (`on_bad_row=error`), or is skipped and counted
+    (`on_bad_row=skip`). What was skipped, truncated or dropped is logged and, with `report_path`, saved as JSON.
     """
 
     def __init__(self, format: PairFormat, path: str, tokenizer: Any = None, split: str = "train",
@@ -52,7 +57,7 @@ class PreferenceDataModule(LightningDataModule):
                  max_train_pairs: int | None = None, max_val_pairs: int | None = None,
                  max_length: int = 512, max_prompt_length: int = 256, truncation_mode: str = "keep_end",
                  chat_template: bool = False, batch_size: int = 4, eval_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 42) -> None:
+                 num_workers: int = 0, seed: int = 42, on_bad_row: str = "error", report_path: str | None = None) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
@@ -61,6 +66,9 @@ class PreferenceDataModule(LightningDataModule):
         self.max_train_pairs, self.max_val_pairs = max_train_pairs, max_val_pairs
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
+        self.on_bad_row, self.report_path = on_bad_row, report_path
+        BadRows(on_bad_row)  # validates the setting now, before anything is loaded
+        self.report: dict[str, Any] = {}
         self.tokenizer = tokenizer
         self.pair_tokenizer = PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode, chat_template) if tokenizer else None
         self.train_pairs: list[PreferencePair] = []
@@ -70,13 +78,21 @@ class PreferenceDataModule(LightningDataModule):
 
     # -- loading -------------------------------------------------------------------------------------------
     def load_pairs(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
-        train = self.format.load(iter_rows(self.path, self.split, self.subset, self.data_dir))
+        bad = {"train": BadRows(self.on_bad_row), "val": BadRows(self.on_bad_row)}
+        train = self.format.load(iter_rows(self.path, self.split, self.subset, self.data_dir), bad["train"])
         if self.val_path:
-            val = self.format.load(iter_rows(str(self.val_path), self.val_split or "test", self.subset, self.data_dir))
+            val = self.format.load(iter_rows(str(self.val_path), self.val_split or "test", self.subset, self.data_dir), bad["val"])
         elif self.val_split and not is_local(self.path) and not self.path.startswith(BUILTIN_PREFIX):
-            val = self.format.load(iter_rows(self.path, self.val_split, self.subset, self.data_dir))
+            val = self.format.load(iter_rows(self.path, self.val_split, self.subset, self.data_dir), bad["val"])
         else:
             train, val = self.held_out_split(train)
+        for split, rows in bad.items():
+            self.report[split] = {"bad_rows": rows.summary()}
+            if rows.counts:
+                log.warning("%s: skipped %d bad rows %s; first: %s", split, sum(rows.counts.values()), dict(rows.counts),
+                            [e for examples in rows.examples.values() for e in examples][:3])
+        if getattr(self.format, "counts", None):
+            self.report["format"] = dict(+self.format.counts)
         if not train:
             raise ValueError(f"no training pairs in {self.path}")
         return train[: self.max_train_pairs], val[: self.max_val_pairs]
@@ -95,12 +111,16 @@ class PreferenceDataModule(LightningDataModule):
         train, val = self.load_pairs()
         self.train_pairs, self.train_tokens = self._tokenize(train, "train")
         self.val_pairs, self.val_tokens = self._tokenize(val, "val")
+        if self.report_path:
+            Path(self.report_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.report_path).write_text(json.dumps(self.report, indent=2) + "\n")
 
     def _tokenize(self, pairs: list[PreferencePair], name: str) -> tuple[list[PreferencePair], list[TokenizedPair]]:
         """Token ids of every pair; pairs dropped as over-long leave both lists, which stay aligned."""
         kept = [(p, t) for p in pairs if (t := self.pair_tokenizer(p)) is not None]
-        truncated = sum(t.truncated for _, t in kept)
-        log.info("%s: %d pairs (%d truncated, %d dropped as over-long)", name, len(kept), truncated, len(pairs) - len(kept))
+        truncated, dropped = sum(t.truncated for _, t in kept), len(pairs) - len(kept)
+        log.info("%s: %d pairs (%d truncated, %d dropped as over-long)", name, len(kept), truncated, dropped)
+        self.report.setdefault(name, {}).update(pairs=len(kept), truncated=truncated, dropped_overlong=dropped)
         return [p for p, _ in kept], [t for _, t in kept]
 
     # -- loaders -------------------------------------------------------------------------------------------
@@ -110,8 +130,27 @@ class PreferenceDataModule(LightningDataModule):
         return PairCollator(pad_token_id=pad)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_tokens, batch_size=self.batch_size, shuffle=True, collate_fn=self.collator,
-                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed))
+        self._train_loader = ResumableLoader(self.train_tokens, batch_size=self.batch_size, seed=self.seed,
+                                             collate_fn=self.collator, num_workers=self.num_workers)
+        if getattr(self, "_resume_position", None):
+            self._train_loader.resume_at(self._resume_position)
+            self._resume_position = None
+        return self._train_loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: where the training data stands, for an exact mid-epoch resume."""
+        loader = getattr(self, "_train_loader", None)
+        return {"train_position": loader.position()} if loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_position = state_dict.get("train_position")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Runs for the batch about to be trained on (not the one Lightning prefetches): the resume position.
+        loader = getattr(self, "_train_loader", None)
+        if loader is not None and self.trainer is not None and self.trainer.training:
+            loader.batches_done += 1
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_tokens, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collator,

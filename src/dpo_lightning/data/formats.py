@@ -35,44 +35,99 @@ class PreferencePair:
 
 
 class DataError(ValueError):
-    """Bad input: the message names the file (or dataset), the line (or row) and the field."""
+    """Bad input: the message names the file (or dataset), the line (or row) and the field; `reason` is a short
+    code used to count skipped rows (`data.on_bad_row=skip`)."""
 
-    def __init__(self, where: str, field_name: str | None, message: str) -> None:
-        self.where, self.field = where, field_name
+    def __init__(self, where: str, field_name: str | None, message: str, reason: str = "invalid_row") -> None:
+        self.where, self.field, self.reason = where, field_name, reason
         super().__init__(f"{where}: field {field_name!r}: {message}" if field_name else f"{where}: {message}")
+
+
+class BadRows:
+    """What to do with a bad row: `error` (default) raises its DataError; `skip` drops it and counts it by reason,
+    keeping the first few places, so that nothing is dropped silently."""
+
+    def __init__(self, policy: str = "error", keep: int = 5) -> None:
+        if policy not in ("error", "skip"):
+            raise ValueError(f"data.on_bad_row must be error|skip, got {policy!r}")
+        self.policy, self.keep = policy, keep
+        self.counts: Counter = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def handle(self, error: DataError) -> None:
+        if self.policy == "error":
+            raise error
+        self.counts[error.reason] += 1
+        self.examples.setdefault(error.reason, [])
+        if len(self.examples[error.reason]) < self.keep:
+            self.examples[error.reason].append(str(error))
+
+    def summary(self) -> dict[str, Any]:
+        return {"skipped": sum(self.counts.values()), "by_reason": dict(self.counts), "first": self.examples}
 
 
 def is_local(path: str | Path) -> bool:
     return Path(path).expanduser().exists() or str(path).startswith((".", "/", "~"))
 
 
-def read_json_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (`file:line`, row) from a .jsonl / .jsonl.gz file, or from a .json file holding a list of objects."""
+Row = tuple[str, "dict[str, Any] | DataError"]
+
+
+def read_json_rows(path: str | Path) -> Iterator[Row]:
+    """Yield (`file:line`, row) from a .jsonl / .jsonl.gz file, or from a .json file holding a list of objects.
+
+    A bad line is yielded as a `DataError` in place of its row (malformed JSON, invalid UTF-8, not an object), so the
+    caller decides whether to stop or skip; a gzip stream that ends early yields one error after its last full line.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
     stem = path.name[: -len(".gz")] if path.suffix == ".gz" else path.name
-    with opener(path, "rt", encoding="utf-8") as f:
-        if stem.endswith(".json"):
+    if stem.endswith(".json"):
+        yield from _read_json_list(path)
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    lineno, seen = 0, 0
+    with opener(path, "rb") as f:
+        try:
+            for lineno, raw in enumerate(f, start=1):
+                where = f"{path}:{lineno}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield where, DataError(where, None, f"invalid UTF-8 at byte {e.start} of the line", "invalid_utf8")
+                    continue
+                if not line.strip():
+                    continue
+                seen += 1
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield where, DataError(where, None, f"malformed JSON ({e.msg} at column {e.colno})", "malformed_json")
+                    continue
+                yield where, _object(row, where)
+        except (EOFError, gzip.BadGzipFile, OSError) as e:
+            yield f"{path}:{lineno + 1}", DataError(f"{path}:{lineno + 1}", None, f"corrupt or truncated file after line {lineno} ({e})", "truncated_file")
+    if seen == 0:
+        yield str(path), DataError(str(path), None, "empty file: no rows", "empty_file")
+
+
+def _read_json_list(path: Path) -> Iterator[Row]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
             rows = json.load(f)
-            if not isinstance(rows, list):
-                raise DataError(str(path), None, "a .json data file must hold a list of objects")
-            for i, row in enumerate(rows):
-                yield f"{path}:item {i}", _object(row, f"{path}:item {i}")
-            return
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(where, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
-            yield where, _object(row, where)
+    except (UnicodeDecodeError, json.JSONDecodeError, EOFError, OSError) as e:
+        yield str(path), DataError(str(path), None, f"unreadable .json file ({e})", "malformed_json")
+        return
+    if not isinstance(rows, list):
+        yield str(path), DataError(str(path), None, "a .json data file must hold a list of objects", "not_a_list")
+        return
+    for i, row in enumerate(rows):
+        yield f"{path}:item {i}", _object(row, f"{path}:item {i}")
 
 
-def read_hub_rows(name: str, split: str, subset: str | None = None, data_dir: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+def read_hub_rows(name: str, split: str, subset: str | None = None, data_dir: str | None = None) -> Iterator[Row]:
     """Yield (`name[split]:row`, row) from a Hugging Face Hub dataset."""
     import datasets
 
@@ -81,29 +136,29 @@ def read_hub_rows(name: str, split: str, subset: str | None = None, data_dir: st
         yield f"{name}[{split}]:row {i}", row
 
 
-def _object(row: Any, where: str) -> dict[str, Any]:
+def _object(row: Any, where: str) -> "dict[str, Any] | DataError":
     if not isinstance(row, dict):
-        raise DataError(where, None, f"expected a JSON object, got {type(row).__name__}")
+        return DataError(where, None, f"expected a JSON object, got {type(row).__name__}", "not_an_object")
     return row
 
 
 def _text(row: dict[str, Any], name: str, where: str) -> str:
     if name not in row:
-        raise DataError(where, name, f"missing (the row has {sorted(row)})")
+        raise DataError(where, name, f"missing (the row has {sorted(row)})", "missing_field")
     value = row[name]
     if not isinstance(value, str):
-        raise DataError(where, name, f"expected a string, got {type(value).__name__}")
+        raise DataError(where, name, f"expected a string, got {type(value).__name__}", "wrong_type")
     if not value.strip():
-        raise DataError(where, name, "empty")
+        raise DataError(where, name, "empty", "empty_value")
     return value
 
 
 def _messages(value: Any, name: str, where: str) -> Messages:
     if not isinstance(value, list) or not value:
-        raise DataError(where, name, "expected a non-empty list of chat messages")
+        raise DataError(where, name, "expected a non-empty list of chat messages", "wrong_type")
     for i, m in enumerate(value):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise DataError(where, f"{name}[{i}]", "a chat message needs string 'role' and 'content'")
+            raise DataError(where, f"{name}[{i}]", "a chat message needs string 'role' and 'content'", "wrong_type")
     return value
 
 
@@ -117,8 +172,19 @@ class PairFormat:
         """Dataset-level selection after parsing (default: keep all)."""
         return pairs
 
-    def load(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> list[PreferencePair]:
-        pairs = [p for where, row in rows if (p := self.parse(row, where)) is not None]
+    def load(self, rows: Iterable[Row], bad_rows: BadRows | None = None) -> list[PreferencePair]:
+        bad_rows = bad_rows or BadRows("error")
+        pairs = []
+        for where, row in rows:
+            try:
+                if isinstance(row, DataError):
+                    raise row
+                pair = self.parse(row, where)
+            except DataError as error:
+                bad_rows.handle(error)
+                continue
+            if pair is not None:
+                pairs.append(pair)
         return self.select(pairs)
 
 
@@ -143,7 +209,7 @@ class JsonlFormat(PairFormat):
             where=where,
         )
         if pair.chosen == pair.rejected:
-            raise DataError(where, self.rejected_field, "identical to chosen (the pair carries no preference)")
+            raise DataError(where, self.rejected_field, "identical to chosen (the pair carries no preference)", "identical_responses")
         return pair
 
     def _parse_chat(self, row: dict[str, Any], where: str) -> PreferencePair:
@@ -157,10 +223,10 @@ class JsonlFormat(PairFormat):
             while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
                 shared += 1
             if shared == 0:
-                raise DataError(where, self.prompt_field, "missing, and chosen/rejected share no leading messages")
+                raise DataError(where, self.prompt_field, "missing, and chosen/rejected share no leading messages", "missing_field")
             prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
         if chosen == rejected:
-            raise DataError(where, self.rejected_field, "identical to chosen (the pair carries no preference)")
+            raise DataError(where, self.rejected_field, "identical to chosen (the pair carries no preference)", "identical_responses")
         return PreferencePair(prompt=prompt, chosen=chosen, rejected=rejected, where=where)
 
 
@@ -180,9 +246,9 @@ class HHFormat(PairFormat):
         if self.on_prompt_mismatch not in ("resplit", "skip", "error"):
             raise ValueError(f"data.format.on_prompt_mismatch must be resplit|skip|error, got {self.on_prompt_mismatch!r}")
 
-    def load(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> list[PreferencePair]:
+    def load(self, rows: Iterable[Row], bad_rows: BadRows | None = None) -> list[PreferencePair]:
         self.counts = Counter()
-        pairs = super().load(rows)
+        pairs = super().load(rows, bad_rows)
         if +self.counts:
             log.warning("HH pairs handled deliberately: %s", dict(+self.counts))
         return pairs
@@ -191,11 +257,11 @@ class HHFormat(PairFormat):
         chosen, rejected = _text(row, "chosen", where), _text(row, "rejected", where)
         cut = chosen.rfind(self.marker)
         if cut < 0:
-            raise DataError(where, "chosen", f"no {self.marker!r} turn")
+            raise DataError(where, "chosen", f"no {self.marker!r} turn", "no_assistant_turn")
         prompt = chosen[: cut + len(self.marker)]
         if not rejected.startswith(prompt):
             if self.on_prompt_mismatch == "error":
-                raise DataError(where, "rejected", "does not start with the prompt of chosen (text through its last Assistant turn)")
+                raise DataError(where, "rejected", "does not start with the prompt of chosen (text through its last Assistant turn)", "prompt_mismatch")
             if self.on_prompt_mismatch == "skip":
                 self.counts["skipped"] += 1
                 return None
@@ -206,7 +272,7 @@ class HHFormat(PairFormat):
         # to say nothing. It is kept as a response of just EOS, and counted.
         self.counts["blank_response"] += (not pair.chosen.strip()) + (not pair.rejected.strip())
         if pair.chosen == pair.rejected:
-            raise DataError(where, "rejected", "identical to chosen (the pair carries no preference)")
+            raise DataError(where, "rejected", "identical to chosen (the pair carries no preference)", "identical_responses")
         return pair
 
     def _shared_prompt(self, chosen: str, rejected: str, where: str) -> str:
@@ -217,7 +283,7 @@ class HHFormat(PairFormat):
             common += 1
         cut = chosen.rfind(self.marker, 0, common)
         if cut < 0:
-            raise DataError(where, "rejected", "shares no Assistant turn with chosen")
+            raise DataError(where, "rejected", "shares no Assistant turn with chosen", "prompt_mismatch")
         return chosen[: cut + len(self.marker)]
 
 
@@ -234,12 +300,12 @@ class SHPFormat(PairFormat):
         for name in ("history", "human_ref_A", "human_ref_B"):
             _text(row, name, where)
         if row.get("labels") not in (0, 1):
-            raise DataError(where, "labels", f"expected 0 or 1, got {row.get('labels')!r}")
+            raise DataError(where, "labels", f"expected 0 or 1, got {row.get('labels')!r}", "wrong_type")
         ratio = row.get("score_ratio")
         if ratio is None:
             a, b = row.get("score_A"), row.get("score_B")
             if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
-                raise DataError(where, "score_ratio", "missing, and score_A/score_B are not numbers")
+                raise DataError(where, "score_ratio", "missing, and score_A/score_B are not numbers", "missing_field")
             ratio = max(a, b) / max(min(a, b), 1)
         if float(ratio) < self.min_score_ratio:
             return None

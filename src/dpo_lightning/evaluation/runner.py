@@ -41,6 +41,16 @@ def prompt_text(pair: PreferencePair) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in pair.prompt)
 
 
+def describe_validation(data_cfg: DictConfig) -> str:
+    """Where the evaluated pairs come from, mirroring PreferenceDataModule's choice of validation split."""
+    if data_cfg.get("val_path"):
+        return str(data_cfg.val_path)
+    path = str(data_cfg.get("path"))
+    if data_cfg.get("val_split") and not path.startswith(("builtin:", ".", "/", "~")) and not Path(path).exists():
+        return f"{path}[{data_cfg.val_split}]"
+    return f"{path} (held-out fraction {data_cfg.get('val_fraction')})"
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "final").is_dir():
@@ -54,7 +64,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     policy = load_trained_policy(run_dir / "final", base).to(device)
     tokenizer = load_tokenizer(str(run_dir / "final"))
     data_cfg = cfg.data if cfg.get("data") else run_cfg.data
-    datamodule = instantiate(data_cfg, tokenizer=tokenizer)
+    datamodule = instantiate(data_cfg, tokenizer=tokenizer, report_path=None)  # the run's own report stays as it is
     datamodule.setup()
     pairs, tokens = datamodule.val_pairs[: cfg.max_pairs], datamodule.val_tokens[: cfg.max_pairs]
     loader = DataLoader(tokens, batch_size=cfg.batch_size, collate_fn=datamodule.collator)
@@ -65,7 +75,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dpo_scores = score_pairs(policy, loader, device, bar("scoring DPO"))
     rewards = implicit_rewards(dpo_scores, base_scores, beta)
     metrics: dict[str, Any] = {
-        "run_dir": str(run_dir), "data": data_cfg.get("path"), "pairs": len(tokens), "beta": beta,
+        "run_dir": str(run_dir), "data": describe_validation(data_cfg), "pairs": len(tokens), "beta": beta,
         "confidence": cfg.confidence, "base": preference_accuracy(base_scores), "dpo": preference_accuracy(dpo_scores),
         "implicit_reward": reward_statistics(rewards, cfg.bootstrap_resamples, cfg.confidence, cfg.seed),
     }
