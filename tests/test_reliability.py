@@ -117,3 +117,20 @@ def test_injected_nan_is_skipped_and_counted_when_asked(tmp_path):
 
     final = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
     assert all(torch.isfinite(p).all() for p in final.parameters())
+
+
+def test_concurrent_runs_share_the_model_cache_without_corrupting_it(tmp_path):
+    # Two processes convert the embedded model into the same empty cache at once: one converts under the file
+    # lock and renames the finished folder into place; the other waits and reuses it.
+    code = ("import sys; from dpo_lightning.models.embedded import resolve_embedded; "
+            "print(resolve_embedded('embedded:smollm2-135m-instruct', sys.argv[1]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    target = tmp_path / "models" / "smollm2-135m-instruct"
+    assert {o[0].strip() for o in outs} == {str(target)}
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["smollm2-135m-instruct", "smollm2-135m-instruct.lock"]
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(target).num_parameters() == 134_515_008
