@@ -46,8 +46,9 @@ def test_kill_mid_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
     wb = AutoModelForCausalLM.from_pretrained(killed / "final").state_dict()
     for name in wa:
         torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=name)
-    # the last k periodic checkpoints are kept (k = 2), plus last.ckpt and the best one
+    # the last k periodic checkpoints are kept (k = 2), plus last.ckpt (a link to the newest) and the best one
     assert sorted(p.name for p in (killed / "checkpoints").glob("step*.ckpt")) == ["step11.ckpt", "step12.ckpt"]
+    assert (killed / "checkpoints" / "last.ckpt").resolve().name == "step12.ckpt"
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):

@@ -109,6 +109,21 @@ def test_multirun_over_beta(tmp_path):
     for job in jobs:
         check_run_outputs(job)
 
+    # the summarizer reads every job and writes a table and a plot
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("summarize", Path(__file__).parents[1] / "sweeps" / "summarize.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    paths = summarize.main([str(sweep)])
+    assert {p.suffix for p in paths} == {".csv", ".md", ".png"}
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [float(r["loss.beta"]) for r in rows] == [0.05, 0.5]
+    for row, job in zip(rows, jobs):
+        expected = json.loads((job / "metrics.json").read_text())["val/rewards/accuracies"]
+        assert float(row["val/rewards/accuracies"]) == pytest.approx(expected)
+    assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
 
 def test_hydra_main_returns_the_optimized_metric(tmp_path):
     from conftest import compose
@@ -134,3 +149,21 @@ def test_train_embedded_smollm2_for_two_steps(tmp_path):
     assert config.model_type == "llama" and config.num_hidden_layers == 30
     assert getattr(config, "quantization_config", None) is None
     assert metrics["train/loss"] > 0
+
+
+def test_sft_then_dpo_from_the_sft_model(tmp_path):
+    sft, dpo = tmp_path / "sft", tmp_path / "dpo"
+    run_script("train.py", "experiment=hh_sft", "data=builtin", *TINY, "trainer.max_steps=2", f"hydra.run.dir={sft}")
+    assert yaml.safe_load((sft / "config.yaml").read_text())["loss"]["_target_"] == "dpo_lightning.losses.SFTLoss"
+    run_script("train.py", "experiment=hh_dpo_from_sft", "data=builtin", *TINY, "trainer.max_steps=1",
+               f"model.init_from={sft}", f"hydra.run.dir={dpo}")
+    rows = csv_rows(dpo)
+    assert float(rows[0]["train/loss"]) == pytest.approx(math.log(2), abs=1e-6)  # policy == reference == SFT model
+    from conftest import compose
+    from hydra.utils import instantiate
+    from transformers import AutoModelForCausalLM
+
+    start = instantiate(compose("model=tiny", f"model.init_from={sft}").model).model
+    sft_final = AutoModelForCausalLM.from_pretrained(sft / "final")
+    for (name, a), b in zip(start.state_dict().items(), sft_final.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)

@@ -30,6 +30,15 @@ def validate_config(cfg: DictConfig) -> None:
     for key, allowed in (("on_bad_row", ("error", "skip")), ("truncation_mode", ("keep_end", "keep_start", "drop"))):
         if key in data and data[key] not in allowed:
             raise ConfigError(f"data.{key} must be one of {allowed}, got {data[key]!r}")
+    init_from = cfg.model.get("init_from")
+    if init_from:
+        from .models.loading import run_final_model
+
+        try:
+            run_final_model(str(init_from))
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+        return
     name = cfg.model.get("name_or_path")
     if name and not str(name).startswith("embedded:"):
         local = Path(str(name)).expanduser()

@@ -46,13 +46,27 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision:
     return tokenizer
 
 
+def run_final_model(run_dir: str) -> str:
+    """The final policy of a train.py run, as a full model folder (the merged copy for a LoRA run)."""
+    final = Path(run_dir).expanduser() / "final"
+    for candidate in (final, final / "merged"):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"model.init_from={run_dir}: no final model (final/config.json or final/merged/config.json); "
+                            "was the run finished, and for LoRA exported with merge_adapter=true?")
+
+
 def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | None = None,
                    trust_remote_code: bool = False, allow_pickle: bool = False, attn_implementation: str | None = "sdpa",
-                   gradient_checkpointing: bool = False, cache_dir: str | None = None) -> LoadedModel:
-    """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id)."""
+                   gradient_checkpointing: bool = False, cache_dir: str | None = None,
+                   init_from: str | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id).
+
+    `init_from=<a train.py run directory>` starts from that run's final policy instead (for example an SFT run
+    before DPO: policy and reference then both start from the SFT model)."""
     from transformers import AutoModelForCausalLM
 
-    source = resolve_name_or_path(name_or_path, cache_dir)
+    source = run_final_model(init_from) if init_from else resolve_name_or_path(name_or_path, cache_dir)
     if Path(source).is_dir() and not allow_pickle and not any(Path(source).glob("*.safetensors")):
         raise ValueError(f"{source} has no .safetensors weights; pickle-based weights (.bin/.pt) are refused "
                          "unless model.allow_pickle=true")
@@ -72,13 +86,14 @@ def prepare_for_training(model: nn.Module, gradient_checkpointing: bool = False)
 
 def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hidden_size: int = 8,
                      num_hidden_layers: int = 2, num_attention_heads: int = 2, intermediate_size: int = 16,
-                     seed: int = 0, name_or_path: str | None = None, cache_dir: str | None = None) -> LoadedModel:
+                     seed: int = 0, name_or_path: str | None = None, cache_dir: str | None = None,
+                     init_from: str | None = None) -> LoadedModel:
     """A random-init Llama of a few hundred thousand parameters sharing the tokenizer of `tokenizer_from`.
 
-    Builds in seconds: for tests and smoke runs. With `name_or_path` set, that model is loaded instead.
+    Builds in seconds: for tests and smoke runs. With `name_or_path` (or `init_from`) set, that model is loaded.
     """
-    if name_or_path:
-        return load_causal_lm(name_or_path, cache_dir=cache_dir)
+    if name_or_path or init_from:
+        return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from)
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
