@@ -15,6 +15,7 @@ from conftest import ROOT, compose, run_script
 
 RUN = ["train.py", "model=tiny", "data.max_train_pairs=24", "data.max_val_pairs=8", "data.batch_size=4",
        "optimizer.lr=1e-3", "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=1",
+       "callbacks.periodic_checkpoint.train_time_interval=null",
        "callbacks.sample_generations.num_prompts=0"]
 
 
@@ -92,6 +93,7 @@ def test_final_export_is_atomic(tmp_path, monkeypatch):
 def nan_run(tmp_path, action):
     cfg = compose("model=tiny", "data.max_train_pairs=24", "data.max_val_pairs=4", "data.batch_size=4", "logger=csv",
                   "trainer.enable_progress_bar=false", "callbacks.periodic_checkpoint.every_n_train_steps=1",
+                  "callbacks.periodic_checkpoint.train_time_interval=null",
                   "callbacks.sample_generations.num_prompts=0", f"callbacks.non_finite_guard.action={action}",
                   "+callbacks.inject_nan._target_=nan_injection.InjectNaN", "+callbacks.inject_nan.at_batch=2",
                   output_dir=tmp_path)

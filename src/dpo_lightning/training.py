@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
 
-    ckpt_path = cfg.get("ckpt_path") or ("last" if cfg.get("resume") else None)
+    ckpt_path = cfg.get("ckpt_path") or (newest_checkpoint(out) if cfg.get("resume") else None)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if module.validated_at_step != trainer.global_step and trainer.limit_val_batches:
@@ -62,6 +62,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Metrics: %s", json.dumps(metrics))
         log.info("Outputs in %s", out)
     return metrics
+
+
+def newest_checkpoint(out: Path) -> str | None:
+    """What `resume=true` continues from: last.ckpt, else the newest checkpoint of the run, else nothing."""
+    checkpoints = out / "checkpoints"
+    if (checkpoints / "last.ckpt").exists():
+        return str(checkpoints / "last.ckpt")
+    found = sorted(checkpoints.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        log.warning("resume=true, but %s holds no checkpoint: starting from the beginning", checkpoints)
+        return None
+    return str(found[-1])
 
 
 def save_config(cfg: DictConfig, out: Path) -> None:

@@ -2,10 +2,11 @@
 
 from .collate import PairCollator
 from .datamodule import PreferenceDataModule, builtin_file
-from .formats import DataError, HHFormat, JsonlFormat, PairFormat, PreferencePair, SHPFormat, read_json_rows
+from .formats import HHFormat, JsonlFormat, PairFormat, PreferencePair, SHPFormat
+from .readers import BadRows, DataError, read_json_rows
 from .tokenize import PairTokenizer, TokenizedPair
 
 __all__ = [
-    "PairCollator", "PreferenceDataModule", "builtin_file", "DataError", "HHFormat", "JsonlFormat", "PairFormat",
+    "PairCollator", "PreferenceDataModule", "builtin_file", "BadRows", "DataError", "HHFormat", "JsonlFormat", "PairFormat",
     "PreferencePair", "SHPFormat", "read_json_rows", "PairTokenizer", "TokenizedPair",
 ]

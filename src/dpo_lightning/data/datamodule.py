@@ -14,8 +14,9 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from .collate import PairCollator
+from .formats import PairFormat, PreferencePair
+from .readers import BadRows, is_local, read_hub_rows, read_json_rows
 from .resumable import ResumableLoader
-from .formats import BadRows, PairFormat, PreferencePair, is_local, read_hub_rows, read_json_rows
 from .tokenize import PairTokenizer, TokenizedPair
 
 log = logging.getLogger(__name__)

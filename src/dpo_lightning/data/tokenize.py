@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .formats import DataError, PreferencePair
+from .formats import PreferencePair
+from .readers import DataError
 
 TRUNCATION_MODES = ("keep_end", "keep_start", "drop")
 
