@@ -27,7 +27,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class AtomicModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose `save_last="link"` replaces last.ckpt atomically (a new symlink renamed over it)."""
+    """ModelCheckpoint whose `save_last="link"` replaces last.ckpt atomically (a new symlink renamed over it), and
+    that writes no extra full copy at the end of a run in which it saved nothing (Lightning's default): the
+    epoch-end checkpoint already holds that state, and `resume=true` falls back to the newest checkpoint."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.save_last == "link" and not self._last_checkpoint_saved:
+            return
+        super().on_train_end(trainer, pl_module)
 
     @staticmethod
     def _link_checkpoint(trainer, filepath: str, linkpath: str) -> None:
