@@ -50,7 +50,7 @@ class DPOModule(LightningModule):
         self.val_metrics = PreferenceMetrics()
         self.strict_loading = False  # checkpoints hold no reference weights
         self.validated_at_step = -1
-        self.last_loss: float | None = None  # the last micro-batch's loss, for the non-finite guard
+        self.last_loss: Tensor | None = None  # the last micro-batch's loss (on device), for the non-finite guard
 
     # -- the step ----------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> tuple[LossOutput, PairLogps, Tensor | None]:
@@ -85,7 +85,7 @@ class DPOModule(LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._update(self.train_metrics, batch)
-        self.last_loss = float(loss.detach())
+        self.last_loss = loss.detach()
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 from lightning import Callback, LightningModule, Trainer
@@ -32,10 +31,14 @@ class NonFiniteGuard(Callback):
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         loss = pl_module.last_loss
-        bad = [] if loss is None or math.isfinite(loss) else ["loss"]
-        bad += [name for name, p in pl_module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()][:3]
-        if not bad:
+        checks = [torch.isfinite(p.grad).all() for p in pl_module.parameters() if p.grad is not None]
+        if loss is not None:
+            checks.append(torch.isfinite(loss).all())
+        if not checks or bool(torch.stack(checks).all()):  # one device sync per optimizer step
             return
+        bad = [] if loss is None or torch.isfinite(loss).all() else ["loss"]
+        bad += [name for name, p in pl_module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()][:3]
+        loss = float(loss) if loss is not None else None
         where = f"optimizer step {trainer.global_step} (epoch {trainer.current_epoch}, batch {self.batch_idx})"
         what = f"non-finite {', '.join(bad)} (loss = {loss})"
         if self.action == "stop":
