@@ -28,12 +28,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class AtomicModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose `save_last="link"` replaces last.ckpt atomically (a new symlink renamed over it), and
-    that writes no extra full copy at the end of a run in which it saved nothing (Lightning's default): the
-    epoch-end checkpoint already holds that state, and `resume=true` falls back to the newest checkpoint."""
+    that writes no extra full copy at the end of a run in which it saved nothing when another checkpoint (the
+    epoch-end one) already holds the final state; `resume=true` falls back to the newest checkpoint."""
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.save_last == "link" and not self._last_checkpoint_saved:
-            return
+        covered = any(cb is not self and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step
+                      for cb in trainer.checkpoint_callbacks)
+        if self.save_last == "link" and not self._last_checkpoint_saved and covered:
+            return  # another checkpoint already holds this final state
         super().on_train_end(trainer, pl_module)
 
     @staticmethod

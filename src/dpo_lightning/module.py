@@ -74,9 +74,11 @@ class DPOModule(LightningModule):
     def reference_model(self) -> Iterator[nn.Module]:
         if self.reference is not None:
             yield self.reference
-        else:
+        elif self.adapter_reference:
             with self.policy.disable_adapter():
                 yield self.policy
+        else:
+            raise RuntimeError("this run has no reference model (a reference-free loss with module.compute_kl=false)")
 
     def _update(self, metrics: PreferenceMetrics, batch: dict[str, Tensor]) -> Tensor:
         out, policy, kl = self(batch)

@@ -29,11 +29,13 @@ class SampleGenerations(Callback):
             return
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, device=pl_module.device)
         policy = generate(pl_module.policy, tokenizer, prompts, **kwargs)
-        with pl_module.reference_model() as reference_model:
-            reference = generate(reference_model, tokenizer, prompts, **kwargs)
+        reference_texts = [None] * len(prompts)  # a run without a reference (e.g. SFT) shows the policy alone
+        if pl_module.has_reference:
+            with pl_module.reference_model() as reference_model:
+                reference_texts = generate(reference_model, tokenizer, prompts, **kwargs).texts
         step = trainer.global_step
         rows = [[step, tokenizer.decode(p, skip_special_tokens=True).strip(), pol, ref]
-                for p, pol, ref in zip(prompts, policy.texts, reference.texts)]
+                for p, pol, ref in zip(prompts, policy.texts, reference_texts)]
         columns = ["step", "prompt", "policy", "reference"]
         self.dirpath.mkdir(parents=True, exist_ok=True)
         with open(self.dirpath / "samples.jsonl", "a") as f:
