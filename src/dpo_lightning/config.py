@@ -7,8 +7,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from .data.readers import is_local
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
-DATA_SUFFIXES = (".json", ".jsonl", ".gz")
 
 
 class ConfigError(ValueError):
@@ -25,7 +26,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.max_prompt_length ({data.max_prompt_length}) must be < data.max_length ({data.max_length})")
     for key in ("path", "val_path"):
         value = data.get(key)
-        if value and looks_like_a_file(str(value)) and not Path(str(value)).expanduser().exists():
+        if value and is_local(str(value)) and not Path(str(value)).expanduser().exists():
             raise ConfigError(f"data.{key}: file not found: {value}")
     for key, allowed in (("on_bad_row", ("error", "skip")), ("truncation_mode", ("keep_end", "keep_start", "drop"))):
         if key in data and data[key] not in allowed:
@@ -42,12 +43,9 @@ def validate_config(cfg: DictConfig) -> None:
     name = cfg.model.get("name_or_path")
     if name and not str(name).startswith("embedded:"):
         local = Path(str(name)).expanduser()
-        if looks_like_a_file(str(name)) or local.exists():
+        if is_local(str(name)):
             if not local.is_dir():
                 raise ConfigError(f"model.name_or_path: {name} is not a local model folder (one holding config.json)")
         elif not HUB_ID.match(str(name)):
             raise ConfigError(f"model.name_or_path: {name!r} is neither a local folder nor a hub id like 'org/model'")
 
-
-def looks_like_a_file(value: str) -> bool:
-    return value.startswith((".", "/", "~")) or value.endswith(DATA_SUFFIXES)

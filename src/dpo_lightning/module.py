@@ -104,7 +104,7 @@ class DPOModule(LightningModule):
             self.validated_at_step = self.trainer.global_step
 
     def _log(self, metrics: PreferenceMetrics, prefix: str, on_step: bool) -> None:
-        if metrics.pairs == 0 and metrics.update_count == 0:  # e.g. a step the non-finite guard skipped
+        if metrics.update_count == 0:  # e.g. a step the non-finite guard skipped
             return
         values = metrics.compute()  # reduced across ranks by torchmetrics
         metrics.reset()

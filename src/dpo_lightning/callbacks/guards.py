@@ -31,13 +31,14 @@ class NonFiniteGuard(Callback):
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         loss = pl_module.last_loss
-        checks = [torch.isfinite(p.grad).all() for p in pl_module.parameters() if p.grad is not None]
-        if loss is not None:
-            checks.append(torch.isfinite(loss).all())
-        if not checks or bool(torch.stack(checks).all()):  # one device sync per optimizer step
+        tensors = ([("loss", loss)] if loss is not None else []) + [
+            (name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None]
+        if not tensors:
             return
-        bad = [] if loss is None or torch.isfinite(loss).all() else ["loss"]
-        bad += [name for name, p in pl_module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()][:3]
+        finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+        if bool(finite.all()):  # one device sync per optimizer step
+            return
+        bad = [name for (name, _), ok in zip(tensors, finite.tolist()) if not ok][:4]
         loss = float(loss) if loss is not None else None
         where = f"optimizer step {trainer.global_step} (epoch {trainer.current_epoch}, batch {self.batch_idx})"
         what = f"non-finite {', '.join(bad)} (loss = {loss})"

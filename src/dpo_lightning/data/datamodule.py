@@ -41,6 +41,16 @@ def iter_rows(path: str, split: str, subset: str | None, data_dir: str | None) -
     return read_hub_rows(path, split, subset=subset, data_dir=data_dir)
 
 
+def validation_source(path: str, val_path: str | None, val_split: str | None) -> tuple[str, str] | None:
+    """Where validation pairs come from: (`val_path`, its split); the hub dataset `path` at `val_split`; or None,
+    meaning a held-out fraction of the training rows."""
+    if val_path:
+        return str(val_path), val_split or "test"
+    if val_split and not path.startswith(BUILTIN_PREFIX) and not is_local(path):
+        return path, val_split
+    return None
+
+
 class PreferenceDataModule(LightningDataModule):
     """Preference pairs for training and validation.
 
@@ -81,10 +91,9 @@ class PreferenceDataModule(LightningDataModule):
     def load_pairs(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
         bad = {"train": BadRows(self.on_bad_row), "val": BadRows(self.on_bad_row)}
         train = self.format.load(iter_rows(self.path, self.split, self.subset, self.data_dir), bad["train"])
-        if self.val_path:
-            val = self.format.load(iter_rows(str(self.val_path), self.val_split or "test", self.subset, self.data_dir), bad["val"])
-        elif self.val_split and not is_local(self.path) and not self.path.startswith(BUILTIN_PREFIX):
-            val = self.format.load(iter_rows(self.path, self.val_split, self.subset, self.data_dir), bad["val"])
+        source = validation_source(self.path, self.val_path, self.val_split)
+        if source:
+            val = self.format.load(iter_rows(*source, self.subset, self.data_dir), bad["val"])
         else:
             train, val = self.held_out_split(train)
         for split, rows in bad.items():

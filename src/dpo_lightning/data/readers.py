@@ -45,8 +45,13 @@ class BadRows:
         return {"skipped": sum(self.counts.values()), "by_reason": dict(self.counts), "first": self.examples}
 
 
+DATA_SUFFIXES = (".json", ".jsonl", ".gz")
+
+
 def is_local(path: str | Path) -> bool:
-    return Path(path).expanduser().exists() or str(path).startswith((".", "/", "~"))
+    """A local file (existing, path-like, or named like a data file) rather than a hub dataset id."""
+    path = str(path)
+    return path.startswith((".", "/", "~")) or path.endswith(DATA_SUFFIXES) or Path(path).expanduser().exists()
 
 
 Row = tuple[str, "dict[str, Any] | DataError"]

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import PreferencePair
+from ..data.datamodule import validation_source
 from ..models.loading import load_tokenizer
 from .generation import generate, sampled_kl
 from .judge import RewardJudge, win_rate
@@ -43,12 +44,11 @@ def prompt_text(pair: PreferencePair) -> str:
 
 def describe_validation(data_cfg: DictConfig) -> str:
     """Where the evaluated pairs come from, mirroring PreferenceDataModule's choice of validation split."""
-    if data_cfg.get("val_path"):
-        return str(data_cfg.val_path)
     path = str(data_cfg.get("path"))
-    if data_cfg.get("val_split") and not path.startswith(("builtin:", ".", "/", "~")) and not Path(path).exists():
-        return f"{path}[{data_cfg.val_split}]"
-    return f"{path} (held-out fraction {data_cfg.get('val_fraction')})"
+    source = validation_source(path, data_cfg.get("val_path"), data_cfg.get("val_split"))
+    if source is None:
+        return f"{path} (held-out fraction {data_cfg.get('val_fraction')})"
+    return source[0] if data_cfg.get("val_path") else f"{source[0]}[{source[1]}]"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
