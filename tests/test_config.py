@@ -68,13 +68,13 @@ def test_trainer_options(name, tmp_path):
     cfg = compose(f"trainer={name}")
     assert cfg.trainer._target_ == "lightning.Trainer"
     strategy = cfg.trainer.strategy
-    if name == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+    if name.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         pytest.skip("deepspeed is not installed (pip install deepspeed on a GPU machine)")
     if not isinstance(strategy, str):
         assert instantiate(strategy) is not None  # the strategy object itself builds here
     if name in ("cpu",) or not torch.cuda.is_available():
         cfg = compose(f"trainer={name}", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true",
-                      *(["trainer.strategy=auto"] if name in ("fsdp", "deepspeed") else []))
+                      *(["trainer.strategy=auto"] if name == "fsdp" or name.startswith("deepspeed") else []))
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
     assert trainer.max_epochs == 1
 
@@ -155,3 +155,17 @@ def test_an_unknown_option_in_any_group_names_the_group_and_its_options():
             continue
         with pytest.raises(MissingConfigException, match=rf"Could not find '{group}/no_such_option'[\s\S]*Available options"):
             compose(f"{group}=no_such_option")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without a CUDA GPU")
+def test_qlora_without_a_gpu_fails_before_loading_with_the_reason():
+    from dpo_lightning.config import ConfigError, validate_config
+    from dpo_lightning.models import build_tiny_llama
+
+    cfg = compose("peft=qlora", "model=tiny")
+    assert cfg.model.quantization == "nf4" and cfg.peft._target_ == "dpo_lightning.models.wrap_lora"
+    assert cfg.callbacks.export_final.merge_adapter is False
+    with pytest.raises(ConfigError, match="needs? a CUDA GPU.*Use peft=lora"):
+        validate_config(cfg)
+    with pytest.raises(ValueError, match="CUDA GPU"):
+        build_tiny_llama(quantization="nf4")

@@ -66,7 +66,7 @@ def test_metrics_match_a_direct_computation(trained_run, evaluated):
     policy = AutoModelForCausalLM.from_pretrained(trained_run / "final")
     dm = instantiate(run_cfg.data, tokenizer=base.tokenizer)
     dm.setup()
-    batch = dm.collator(dm.val_tokens)  # all 6 pairs at once, the textbook way
+    batch = PairCollator(dm.collator.pad_token_id)(dm.val_tokens)  # all 6 pairs at once, the textbook way
     with torch.no_grad():
         b, p = plain_sequence_logps(base.model, batch), plain_sequence_logps(policy, batch)
     n = len(dm.val_tokens)

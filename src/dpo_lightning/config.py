@@ -31,6 +31,13 @@ def validate_config(cfg: DictConfig) -> None:
     for key, allowed in (("on_bad_row", ("error", "skip")), ("truncation_mode", ("keep_end", "keep_start", "drop"))):
         if key in data and data[key] not in allowed:
             raise ConfigError(f"data.{key} must be one of {allowed}, got {data[key]!r}")
+    if cfg.model.get("quantization"):
+        from .models.loading import check_quantization
+
+        try:
+            check_quantization(str(cfg.model.quantization))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     init_from = cfg.model.get("init_from")
     if init_from:
         from .models.loading import run_final_model

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from lightning import LightningModule
 from torch import Tensor, nn
 
-from .logprobs import ResponseStates, response_states, sequence_logps, token_kl
+from .logprobs import ResponseStates, response_states, sequence_logps, token_kl, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics
 from .models.lora import is_peft_model
+from . import refcache
+from .models.embedded import default_cache_dir
 
 
 class DPOModule(LightningModule):
@@ -23,12 +26,18 @@ class DPOModule(LightningModule):
     `optimizer` and `scheduler` are partials (`_partial_: true` in config): `optimizer(params)` and
     `scheduler(optimizer, num_training_steps=...)`. The reference is never trained, never in `train()` mode and
     never written to checkpoints.
+
+    With `precompute_ref`, the reference log-probs of every training and validation pair are computed once at fit
+    start (or read from `ref_cache_dir`, shared by runs and sweep jobs; see `refcache`), and a separate reference
+    model is then freed. The exact token KL needs the live reference, so train/kl and val/kl are not logged then.
     """
 
     def __init__(self, policy: nn.Module, loss: PreferenceLoss, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, reference: nn.Module | None = None,
                  fused_head: bool = True, head_chunk_size: int = 1024, separate_halves: bool = True,
-                 compute_kl: bool = True, disable_dropout: bool = True) -> None:
+                 compute_kl: bool = True, disable_dropout: bool = True, precompute_ref: bool = False,
+                 ref_cache_dir: str | None = None, activation_checkpointing: bool = False,
+                 compile: bool = False) -> None:
         super().__init__()
         self.policy, self.reference, self.loss_fn = policy, reference, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -37,7 +46,10 @@ class DPOModule(LightningModule):
         self.has_reference = reference is not None or self.adapter_reference
         if loss.requires_reference and not self.has_reference:
             raise ValueError(f"{type(loss).__name__} needs a reference model (or a PEFT adapter to disable)")
-        self.compute_kl = compute_kl and self.has_reference
+        self.precompute_ref = precompute_ref and self.has_reference
+        self.ref_cache_dir = ref_cache_dir
+        self.ref_logps: refcache.ReferenceLogps | None = None
+        self.compute_kl = compute_kl and self.has_reference and not self.precompute_ref
         if reference is not None:
             reference.requires_grad_(False)
             reference.eval()
@@ -45,6 +57,10 @@ class DPOModule(LightningModule):
             for m in policy.modules():
                 if isinstance(m, nn.Dropout):
                     m.p = 0.0
+        if activation_checkpointing:  # recompute each decoder layer in backward: less memory, ~30% more compute
+            unwrap(policy).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if compile:
+            compile_layers(policy, reference)
         policy.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes as they are
         self.train_metrics = PreferenceMetrics()
         self.val_metrics = PreferenceMetrics()
@@ -57,7 +73,11 @@ class DPOModule(LightningModule):
         states = response_states(self.policy, batch, self.fused_head, self.separate_halves)
         policy = self._pairs(states)
         reference, kl = None, None
-        if self.has_reference:
+        if self.ref_logps is not None:
+            chosen, rejected = self.ref_logps.lookup(batch["pair_keys"])
+            reference = PairLogps(chosen.to(policy.chosen.dtype), rejected.to(policy.rejected.dtype),
+                                  policy.chosen_tokens, policy.rejected_tokens)
+        elif self.has_reference:
             with torch.no_grad(), self.reference_model() as ref_model:
                 ref_states = response_states(ref_model, batch, self.fused_head, self.separate_halves)
                 reference = self._pairs(ref_states)
@@ -70,6 +90,35 @@ class DPOModule(LightningModule):
         half = states.n_rows // 2
         return PairLogps(seq.logps[:half], seq.logps[half:], seq.tokens[:half], seq.tokens[half:])
 
+    def on_fit_start(self) -> None:
+        if self.precompute_ref and self.ref_logps is None:
+            self.ref_logps = self._precomputed_reference().to(self.device)
+            if self.reference is not None:
+                self.reference = None  # its numbers are all cached: free its memory
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
+    def _precomputed_reference(self) -> refcache.ReferenceLogps:
+        trainer = self.trainer
+        with self.reference_model() as ref:
+            key = refcache.fingerprint(ref, f"precision={trainer.precision}|fused_head={self.fused_head}")
+        path = Path(self.ref_cache_dir or default_cache_dir()) / "ref_logps" / f"{key}.pt"
+
+        @torch.no_grad()
+        def score(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            with trainer.precision_plugin.forward_context(), self.reference_model() as ref:
+                pairs = self._pairs(response_states(ref, batch, self.fused_head, self.separate_halves))
+            return pairs.chosen, pairs.rejected
+
+        loader = trainer.datamodule.all_pairs_dataloader()
+        return refcache.load_or_compute(path, score, loader, trainer.global_rank, trainer.world_size)
+
+    @property
+    def reference_available(self) -> bool:
+        """Whether a reference model can run now (false without one, or once precompute_ref has freed it)."""
+        return self.reference is not None or self.adapter_reference
+
     @contextmanager
     def reference_model(self) -> Iterator[nn.Module]:
         if self.reference is not None:
@@ -78,7 +127,8 @@ class DPOModule(LightningModule):
             with self.policy.disable_adapter():
                 yield self.policy
         else:
-            raise RuntimeError("this run has no reference model (a reference-free loss with module.compute_kl=false)")
+            raise RuntimeError("no reference model to run: a reference-free loss with module.compute_kl=false, or "
+                               "module.precompute_ref=true, which frees it once its log-probs are cached")
 
     def _update(self, metrics: PreferenceMetrics, batch: dict[str, Tensor]) -> Tensor:
         out, policy, kl = self(batch)
@@ -137,6 +187,17 @@ class DPOModule(LightningModule):
             random.setstate(states["python"])
             if states["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def compile_layers(*models: nn.Module | None) -> None:
+    """torch.compile each decoder layer in place (parameter names unchanged; identical layers share one compiled
+    graph, and `dynamic=True` avoids a recompile for every new sequence length)."""
+    for model in models:
+        if model is None:
+            continue
+        layers = getattr(unwrap(model).base_model, "layers", None)
+        for layer in (layers if layers is not None else [unwrap(model)]):
+            layer.compile(dynamic=True)
 
 
 def _detached(states: ResponseStates) -> ResponseStates:

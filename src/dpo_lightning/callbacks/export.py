@@ -16,6 +16,7 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 
 from ..models.lora import is_peft_model
+from ..strategies import full_policy_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,24 @@ class ExportFinal(Callback):
         self.merge_adapter = merge_adapter
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        state_dict = full_policy_state_dict(trainer, pl_module)  # sharded strategies: gathered on rank 0
         if trainer.is_global_zero:
-            export_policy(pl_module.policy, getattr(trainer.datamodule, "tokenizer", None), self.dirpath, self.merge_adapter)
+            export_policy(pl_module.policy, getattr(trainer.datamodule, "tokenizer", None), self.dirpath,
+                          self.merge_adapter, state_dict)
         trainer.strategy.barrier("export_final")
 
 
-def export_policy(policy, tokenizer, dirpath: Path, merge_adapter: bool = True) -> Path:
+def export_policy(policy, tokenizer, dirpath: Path, merge_adapter: bool = True, state_dict=None) -> Path:
     dirpath = Path(dirpath)
     tmp = dirpath.with_name(dirpath.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _save(policy, tokenizer, tmp)
+    if state_dict is not None:
+        policy.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        merge_adapter = False  # merging needs the whole model in memory; load final/ and merge offline instead
+    else:
+        _save(policy, tokenizer, tmp)
     if is_peft_model(policy) and merge_adapter:
         merged = copy.deepcopy(policy).merge_and_unload()
         _save(merged, tokenizer, tmp / "merged")

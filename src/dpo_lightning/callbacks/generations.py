@@ -29,8 +29,8 @@ class SampleGenerations(Callback):
             return
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, device=pl_module.device)
         policy = generate(pl_module.policy, tokenizer, prompts, **kwargs)
-        reference_texts = [None] * len(prompts)  # a run without a reference (e.g. SFT) shows the policy alone
-        if pl_module.has_reference:
+        reference_texts = [None] * len(prompts)  # without a reference model (SFT, precompute_ref) the policy alone
+        if pl_module.reference_available:
             with pl_module.reference_model() as reference_model:
                 reference_texts = generate(reference_model, tokenizer, prompts, **kwargs).texts
         step = trainer.global_step

@@ -1,13 +1,32 @@
-"""Tokenized pairs -> one padded batch: the B chosen sequences, then the B rejected ones."""
+"""Tokenized pairs -> one batch, in one of two layouts.
+
+`PairCollator` (the textbook layout): the B chosen sequences, then the B rejected ones, each prompt+response,
+right-padded. `PackedPairCollator` (the fast layout): each pair as one sequence prompt+chosen+rejected, so the
+prompt runs once for both responses, and several pairs share a row when they fit. Both carry `pair_keys`, a
+64-bit hash of each pair's token ids (the key of the reference log-prob cache).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .tokenize import TokenizedPair
+
+PROMPT, CHOSEN, REJECTED = 0, 1, 2  # branch ids of the packed layout
+
+
+def pair_key(pair: TokenizedPair) -> int:
+    """A signed 64-bit hash of the pair's token ids: equal pairs (same text, same tokenization) get equal keys."""
+    text = f"{pair.prompt}|{pair.chosen}|{pair.rejected}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little", signed=True)
+
+
+def _round_up(width: int, multiple: int | None) -> int:
+    return -(-width // multiple) * multiple if multiple else width
 
 
 @dataclass
@@ -23,9 +42,7 @@ class PairCollator:
 
     def __call__(self, pairs: list[TokenizedPair]) -> dict[str, Tensor]:
         rows = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
-        width = max(len(prompt) + len(response) for prompt, response in rows)
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = _round_up(max(len(prompt) + len(response) for prompt, response in rows), self.pad_to_multiple_of)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -34,4 +51,75 @@ class PairCollator:
             input_ids[i, :n] = torch.tensor(prompt + response)
             attention_mask[i, :n] = 1
             response_mask[i, len(prompt):n] = True
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
+                "pair_keys": torch.tensor([pair_key(p) for p in pairs], dtype=torch.long)}
+
+
+@dataclass
+class PackedPairCollator:
+    """Each pair as one segment `prompt, chosen, rejected`; segments packed into as few rows as fit.
+
+    Rows are as wide as the longest pair; pairs go first-fit in decreasing length, so a row can hold several short
+    pairs and padding is only what is left at row ends. The model sees, per token, exactly the context of the
+    textbook layout: `segment_ids` and `branch_ids` build a mask (`logprobs.packed_attention_mask`) that lets a token
+    attend only to earlier tokens of its own pair, and a rejected token not to the chosen ones; `position_ids`
+    restart at 0 for each pair and continue from the prompt's end for both responses.
+
+    The positions that predict response tokens are listed flat: `predict_index` (row * width + position),
+    `targets` (the token predicted) and `target_rows` (pair i's chosen response -> i, its rejected one -> B + i).
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+    pack: bool = True  # false: one pair per row
+
+    def __call__(self, pairs: list[TokenizedPair]) -> dict[str, Tensor]:
+        lengths = [len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs]
+        width = _round_up(max(lengths), self.pad_to_multiple_of)
+        row_of, offset_of, used = {}, {}, []
+        for i in sorted(range(len(pairs)), key=lambda i: -lengths[i]):
+            row = next((r for r, n in enumerate(used) if self.pack and n + lengths[i] <= width), len(used))
+            if row == len(used):
+                used.append(0)
+            row_of[i], offset_of[i] = row, used[row]
+            used[row] += lengths[i]
+        shape = (len(used), width)
+        input_ids = torch.full(shape, self.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros(shape, dtype=torch.long)
+        segment_ids = torch.full(shape, -1, dtype=torch.long)
+        branch_ids = torch.zeros(shape, dtype=torch.long)
+        predict, targets, target_rows = [], [], []
+        for i, p in enumerate(pairs):
+            r, o = row_of[i], offset_of[i]
+            n_p, n_c, n_r = len(p.prompt), len(p.chosen), len(p.rejected)
+            input_ids[r, o: o + lengths[i]] = torch.tensor(p.prompt + p.chosen + p.rejected)
+            position_ids[r, o: o + n_p + n_c] = torch.arange(n_p + n_c)
+            position_ids[r, o + n_p + n_c: o + lengths[i]] = torch.arange(n_p, n_p + n_r)
+            segment_ids[r, o: o + lengths[i]] = i
+            branch_ids[r, o + n_p: o + n_p + n_c] = CHOSEN
+            branch_ids[r, o + n_p + n_c: o + lengths[i]] = REJECTED
+            base = r * width + o
+            for side, start, response in ((0, n_p, p.chosen), (1, n_p + n_c, p.rejected)):
+                # token k of the response sits at `start + k`; it is predicted by the token before it in its own
+                # sequence: the previous response token, or for k = 0 the last prompt token. With an empty prompt
+                # the first token has no predictor and is not scored (as in the textbook layout).
+                for k, token in enumerate(response):
+                    source = start + k - 1 if k > 0 else n_p - 1
+                    if source < 0:
+                        continue
+                    predict.append(base + source)
+                    targets.append(token)
+                    target_rows.append(i + side * len(pairs))
+        return {"input_ids": input_ids, "position_ids": position_ids, "segment_ids": segment_ids,
+                "branch_ids": branch_ids, "predict_index": torch.tensor(predict, dtype=torch.long),
+                "targets": torch.tensor(targets, dtype=torch.long),
+                "target_rows": torch.tensor(target_rows, dtype=torch.long),
+                "pair_keys": torch.tensor([pair_key(p) for p in pairs], dtype=torch.long)}
+
+
+def is_packed(batch: dict[str, Tensor]) -> bool:
+    return "segment_ids" in batch
+
+
+def pair_count(batch: dict[str, Tensor]) -> int:
+    return int(batch["pair_keys"].shape[0])

@@ -11,9 +11,10 @@ from typing import Any, Iterator
 
 import torch
 from lightning import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
-from .collate import PairCollator
+from .collate import PackedPairCollator, PairCollator
 from .formats import PairFormat, PreferencePair
 from .readers import BadRows, is_local, read_hub_rows, read_json_rows
 from .resumable import ResumableLoader
@@ -68,7 +69,8 @@ class PreferenceDataModule(LightningDataModule):
                  max_train_pairs: int | None = None, max_val_pairs: int | None = None,
                  max_length: int = 512, max_prompt_length: int = 256, truncation_mode: str = "keep_end",
                  chat_template: bool = False, batch_size: int = 4, eval_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 42, on_bad_row: str = "error", report_path: str | None = None) -> None:
+                 num_workers: int = 0, seed: int = 42, on_bad_row: str = "error", report_path: str | None = None,
+                 packing: bool = True) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
@@ -78,6 +80,7 @@ class PreferenceDataModule(LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.on_bad_row, self.report_path = on_bad_row, report_path
+        self.packing = packing
         BadRows(on_bad_row)  # validates the setting now, before anything is loaded
         self.report: dict[str, Any] = {}
         self.tokenizer = tokenizer
@@ -135,13 +138,15 @@ class PreferenceDataModule(LightningDataModule):
 
     # -- loaders -------------------------------------------------------------------------------------------
     @property
-    def collator(self) -> PairCollator:
+    def collator(self) -> PairCollator | PackedPairCollator:
+        """Packed (prompt once, several pairs per row) with `packing`, else the textbook chosen/rejected rows."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        return PairCollator(pad_token_id=pad)
+        return PackedPairCollator(pad_token_id=pad) if self.packing else PairCollator(pad_token_id=pad)
 
     def train_dataloader(self) -> DataLoader:
-        self._train_loader = ResumableLoader(self.train_tokens, batch_size=self.batch_size, seed=self.seed,
-                                             collate_fn=self.collator, num_workers=self.num_workers)
+        rank, world = self._rank_and_world()
+        self._train_loader = ResumableLoader(self.train_tokens, batch_size=self.batch_size, seed=self.seed, rank=rank,
+                                             world_size=world, collate_fn=self.collator, num_workers=self.num_workers)
         if getattr(self, "_resume_position", None):
             self._train_loader.resume_at(self._resume_position)
             self._resume_position = None
@@ -162,6 +167,21 @@ class PreferenceDataModule(LightningDataModule):
             loader.batches_done += 1
         return batch
 
+    def all_pairs_dataloader(self) -> DataLoader:
+        """Every training and validation pair once, in order: what the reference log-prob cache must cover."""
+        return DataLoader(self.train_tokens + self.val_tokens, batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=self.collator, num_workers=self.num_workers)
+
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_tokens, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collator,
-                          num_workers=self.num_workers)
+        # Several processes: each rank scores a disjoint share, none repeated, so the metrics (sums and counts
+        # reduced across ranks) equal a single process's exactly.
+        rank, world = self._rank_and_world()
+        sampler = UnrepeatedDistributedSampler(self.val_tokens, world, rank, shuffle=False) if world > 1 else None
+        return DataLoader(self.val_tokens, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
+                          collate_fn=self.collator, num_workers=self.num_workers)
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        """This process's rank and the number of processes. The loaders shard the data themselves (the trainer
+        configs set use_distributed_sampler=false), which keeps the resumable order under DDP/FSDP/DeepSpeed."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)

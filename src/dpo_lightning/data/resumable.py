@@ -1,6 +1,9 @@
 """A training DataLoader that resumes mid-epoch exactly where a checkpoint left it.
 
 The order is a seeded permutation per epoch (Lightning calls `set_epoch`), so it is the same in a resumed run.
+Under several processes each rank takes every world_size-th index of that permutation (padded by wrapping, as
+DistributedSampler does), so a step of world_size ranks x batch b trains on the same pairs as one process with
+batch world_size x b.
 The datamodule saves `position()` in every checkpoint (its own state_dict) and hands it to the new loader on resume
 (`resume_at`). The position counts the batches actually trained on (the datamodule counts them as they reach the
 model), not those Lightning prefetched. (Not Lightning's loader-state hooks: Lightning builds the train loader
@@ -16,8 +19,8 @@ from torch.utils.data import DataLoader, Sampler
 
 
 class EpochSampler(Sampler[int]):
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed = size, seed
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -26,16 +29,18 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        order = (order * self.world_size)[: len(self) * self.world_size][self.rank:: self.world_size]
         start, self.skip = self.skip, 0
         return iter(order[start:])
 
     def __len__(self) -> int:
-        return self.size
+        return -(-self.size // self.world_size)
 
 
 class ResumableLoader(DataLoader):
-    def __init__(self, dataset, batch_size: int, seed: int, **kwargs: Any) -> None:
-        super().__init__(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed), **kwargs)
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, **kwargs: Any) -> None:
+        sampler = EpochSampler(len(dataset), seed, rank, world_size)
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
         self.batches_done = 0
 
     def __iter__(self):

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +62,10 @@ def run_final_model(run_dir: str) -> str:
 def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | None = None,
                    trust_remote_code: bool = False, allow_pickle: bool = False, attn_implementation: str | None = "sdpa",
                    gradient_checkpointing: bool = False, cache_dir: str | None = None,
-                   init_from: str | None = None) -> LoadedModel:
+                   init_from: str | None = None, quantization: str | None = None) -> LoadedModel:
     """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id).
+
+    `quantization="nf4"` loads the weights in 4-bit NF4 through bitsandbytes (QLoRA's base; `peft=qlora`).
 
     `init_from=<a train.py run directory>` starts from that run's final policy instead (for example an SFT run
     before DPO: policy and reference then both start from the SFT model)."""
@@ -73,9 +78,36 @@ def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | No
     model = AutoModelForCausalLM.from_pretrained(
         source, dtype=getattr(torch, dtype), revision=revision, trust_remote_code=trust_remote_code,
         use_safetensors=None if allow_pickle else True, attn_implementation=attn_implementation,
+        **quantization_kwargs(quantization, dtype),
     )
     prepare_for_training(model, gradient_checkpointing)
     return LoadedModel(model, load_tokenizer(source, trust_remote_code, revision), name_or_path)
+
+
+def quantization_kwargs(quantization: str | None, dtype: str = "bfloat16") -> dict:
+    """from_pretrained arguments for a quantized base, after checking that this machine can run it."""
+    if not quantization:
+        return {}
+    check_quantization(quantization)
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if dtype == "float32" else getattr(torch, dtype)
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=compute)
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    return {"quantization_config": config, "device_map": {"": local_rank}}  # 4-bit weights are placed at load
+
+
+def check_quantization(quantization: str) -> None:
+    """A clear error, before anything loads, where 4-bit loading cannot work."""
+    if quantization != "nf4":
+        raise ValueError(f"model.quantization must be null or 'nf4', got {quantization!r}")
+    if not torch.cuda.is_available():
+        raise ValueError("peft=qlora (model.quantization=nf4) loads the base model in 4-bit through bitsandbytes, "
+                         "whose 4-bit kernels need a CUDA GPU, and this machine has none. Use peft=lora here: "
+                         "the same adapters over a full-precision base.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("peft=qlora needs bitsandbytes: pip install bitsandbytes")
 
 
 def prepare_for_training(model: nn.Module, gradient_checkpointing: bool = False) -> None:
@@ -87,13 +119,15 @@ def prepare_for_training(model: nn.Module, gradient_checkpointing: bool = False)
 def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hidden_size: int = 8,
                      num_hidden_layers: int = 2, num_attention_heads: int = 2, intermediate_size: int = 16,
                      seed: int = 0, name_or_path: str | None = None, cache_dir: str | None = None,
-                     init_from: str | None = None) -> LoadedModel:
+                     init_from: str | None = None, quantization: str | None = None) -> LoadedModel:
     """A random-init Llama of a few hundred thousand parameters sharing the tokenizer of `tokenizer_from`.
 
     Builds in seconds: for tests and smoke runs. With `name_or_path` (or `init_from`) set, that model is loaded.
     """
+    if quantization:
+        check_quantization(quantization)
     if name_or_path or init_from:
-        return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from)
+        return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from, quantization=quantization)
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))

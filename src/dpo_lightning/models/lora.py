@@ -11,6 +11,10 @@ def wrap_lora(model: nn.Module, r: int = 16, alpha: int = 32, dropout: float = 0
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias=bias,
                         task_type="CAUSAL_LM")
+    if getattr(model, "is_loaded_in_4bit", False):  # QLoRA: norms in fp32, inputs that carry gradients
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return get_peft_model(model, config)
 
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU checks of the scale (issue 4) and performance (issue 5) work, as one script for a lent GPU machine.
+#
+#   bash bench/gpu_check.sh <out-dir>
+#
+# Needs, beside the repo: wheels in .whl/ for what the machine lacks (hydra-core, omegaconf, antlr4, datasets, dill,
+# multiprocess, trl), a tokenizer folder (TOKENIZER, default .devcarry/tokenizer: the embedded SmolLM2 tokenizer)
+# and the HH-RLHF test file (DATA, default .devcarry/test.jsonl.gz). Each step has its own time limit and writes
+# its log to <out-dir>, so one failing step never hides the others.
+set -uo pipefail
+OUT=${1:-gpu_check_out}
+mkdir -p "$OUT"
+TOK=${TOKENIZER:-.devcarry/tokenizer}
+DATA=${DATA:-.devcarry/test.jsonl.gz}
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=disabled HYDRA_FULL_ERROR=1
+export DPO_LIGHTNING_CACHE=/tmp/dpo_cache
+if ls .whl/*.whl >/dev/null 2>&1; then python3 -m pip install -q --no-index --no-deps .whl/*.whl 2>&1 | tail -2; fi
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch, transformers, lightning, trl, peft; print('torch', torch.__version__, '| transformers', transformers.__version__, '| lightning', lightning.__version__, '| trl', trl.__version__, '| peft', peft.__version__)"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+step() {  # step <name> <seconds> <command...>: run, keep its log, report how it ended
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  echo "== $name: exit $? in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
+}
+
+# 1. Issue 5: ours against TRL's DPOTrainer, 1B Llama shape, bf16, batch 8, max_length 1024 (plus the activation
+#    checkpointing switch on both sides).
+step bench 300 python3 bench/throughput.py --preset gpu --tokenizer "$TOK" --data "$DATA" --out "$OUT/bench" \
+  --variants "ours;trl;ours:checkpointing=true;trl:checkpointing=true"
+cp "$OUT/bench/results.md" "$OUT/bench_results.md" 2>/dev/null
+tail -12 "$OUT/bench.log"
+
+# 2. Issue 4: train.py on the GPU with the trainer options (tiny model, built-in data, a few steps each).
+TINY="model=tiny model.tokenizer_from=$TOK data.max_train_pairs=32 data.max_val_pairs=16 trainer.max_steps=4 logger=csv"
+run() {  # run <name> <overrides...>: one train.py job; print its metrics and check final/ loads
+  local name=$1; shift
+  step "train_$name" 90 python3 train.py $TINY "$@" hydra.run.dir=/tmp/runs/$name
+  python3 - "$name" >> "$OUT/train_checks.txt" 2>&1 <<'EOF'
+import json, sys, pathlib
+run = pathlib.Path("/tmp/runs") / sys.argv[1]
+m = json.loads((run / "metrics.json").read_text())
+from transformers import AutoModelForCausalLM
+final = AutoModelForCausalLM.from_pretrained(run / "final")
+print(sys.argv[1], "final/ loads:", type(final).__name__, {k: round(v, 4) for k, v in m.items() if k.startswith("val/")})
+EOF
+}
+run bf16_mixed trainer=gpu trainer.precision=bf16-mixed
+run fsdp trainer=fsdp trainer.devices=1 trainer.precision=bf16-mixed \
+  'trainer.strategy.activation_checkpointing_policy={_target_: dpo_lightning.strategies.decoder_layers}'
+run precompute_compile trainer=gpu module.precompute_ref=true module.compile=true
+cat "$OUT/train_checks.txt"
+cat "$OUT/summary.txt"

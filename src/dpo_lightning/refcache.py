@@ -1,0 +1,132 @@
+"""Reference log-probs computed once, before training, and cached on disk (`module.precompute_ref=true`).
+
+The reference is frozen, so its log-probs of each pair never change: computing them once saves the reference
+forward of every later step, epoch and sweep job (a beta or loss sweep over the same model and data reuses one
+file). Entries are keyed by a hash of each pair's token ids (`data.collate.pair_key`), so a different dataset,
+subset or tokenization simply adds entries; the file is named by a fingerprint of the reference weights, config and
+numeric precision, so a different model never reads another's numbers. Writes take a file lock and replace the file
+atomically; a job that finds every pair cached computes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from filelock import FileLock
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReferenceLogps:
+    """Per-pair summed reference log-probs, sorted by pair key for lookup on the device."""
+
+    keys: Tensor  # [n] int64, sorted
+    chosen: Tensor  # [n]
+    rejected: Tensor  # [n]
+
+    @classmethod
+    def build(cls, keys: Tensor, chosen: Tensor, rejected: Tensor) -> "ReferenceLogps":
+        keys, order = torch.unique(keys, sorted=True, return_inverse=True)  # duplicates: one entry per key
+        first = torch.empty_like(keys).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        return cls(keys, chosen[first], rejected[first])
+
+    @classmethod
+    def empty(cls) -> "ReferenceLogps":
+        return cls(torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0))
+
+    def __len__(self) -> int:
+        return self.keys.numel()
+
+    def _index(self, keys: Tensor) -> tuple[Tensor, Tensor]:
+        idx = torch.searchsorted(self.keys, keys.to(self.keys.device)).clamp(max=max(len(self) - 1, 0))
+        found = self.keys[idx] == keys.to(self.keys.device) if len(self) else torch.zeros_like(keys, dtype=torch.bool)
+        return idx, found
+
+    def covers(self, keys: Tensor) -> bool:
+        return bool(self._index(keys)[1].all())
+
+    def lookup(self, keys: Tensor) -> tuple[Tensor, Tensor]:
+        idx, found = self._index(keys)
+        if not bool(found.all()):
+            raise KeyError(f"{int((~found).sum())} pair(s) of this batch have no cached reference log-probs "
+                           "(the cache covers the training and validation pairs of this run)")
+        return self.chosen[idx], self.rejected[idx]
+
+    def merged(self, other: "ReferenceLogps") -> "ReferenceLogps":
+        if not len(other):
+            return self
+        return ReferenceLogps.build(torch.cat([other.keys.cpu(), self.keys.cpu()]),
+                                    torch.cat([other.chosen.cpu(), self.chosen.cpu().to(other.chosen.dtype)]),
+                                    torch.cat([other.rejected.cpu(), self.rejected.cpu().to(other.rejected.dtype)]))
+
+    def to(self, device: torch.device | str) -> "ReferenceLogps":
+        return ReferenceLogps(self.keys.to(device), self.chosen.to(device), self.rejected.to(device))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"keys": self.keys.cpu(), "chosen": self.chosen.cpu(), "rejected": self.rejected.cpu()}, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "ReferenceLogps":
+        if not path.is_file():
+            return cls.empty()
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(data["keys"], data["chosen"], data["rejected"])
+
+
+def fingerprint(model: nn.Module, extra: str = "") -> str:
+    """A hash of the model's parameters and buffers (names, dtypes, shapes, bytes), its config and `extra`."""
+    h = hashlib.blake2b(digest_size=16)
+    config = getattr(model, "config", None)
+    h.update((config.to_json_string() if config is not None else type(model).__name__).encode())
+    h.update(extra.encode())
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    for name, t in sorted(tensors, key=lambda item: item[0]):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def compute(score: Callable[[dict[str, Tensor]], tuple[Tensor, Tensor]], batches: Iterable[dict[str, Tensor]],
+            have: ReferenceLogps, rank: int = 0, world_size: int = 1) -> ReferenceLogps:
+    """Score (with `score(batch) -> (chosen, rejected)`) the batches this rank owns whose pairs are not all in
+    `have`; batch i belongs to rank i % world_size. Returns only the new entries, gathered from every rank."""
+    keys, chosen, rejected = [], [], []
+    for i, batch in enumerate(batches):
+        if i % world_size != rank or have.covers(batch["pair_keys"]):
+            continue
+        c, r = score(batch)
+        keys.append(batch["pair_keys"].cpu())
+        chosen.append(c.detach().cpu())
+        rejected.append(r.detach().cpu())
+    new = ReferenceLogps.build(torch.cat(keys), torch.cat(chosen), torch.cat(rejected)) if keys else ReferenceLogps.empty()
+    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list[ReferenceLogps | None] = [None] * world_size
+        torch.distributed.all_gather_object(parts, new)
+        new = ReferenceLogps.empty()
+        for part in parts:
+            new = new.merged(part)
+    return new
+
+
+def load_or_compute(path: Path | None, score: Callable[[dict[str, Tensor]], tuple[Tensor, Tensor]],
+                    batches: Iterable[dict[str, Tensor]], rank: int = 0, world_size: int = 1) -> ReferenceLogps:
+    """The cached entries at `path` plus those computed now for the pairs it lacks (then saved, by rank 0)."""
+    have = ReferenceLogps.load(path) if path is not None else ReferenceLogps.empty()
+    new = compute(score, batches, have, rank, world_size)
+    log.info("reference log-probs: %d pairs from the cache%s, %d computed now", len(have),
+             f" {path}" if path is not None else "", len(new))
+    if path is not None and rank == 0 and len(new):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            ReferenceLogps.load(path).merged(new).save(path)  # re-read: another job may have added entries
+    return have.merged(new)
