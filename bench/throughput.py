@@ -8,7 +8,7 @@ compile=true, lora=true (LoRA r=16 on every linear layer, no reference copy; mem
 precision=bf16-mixed, dtype=float32|bfloat16 (weights); trl:padding_free=true.
 
 Every variant (ours, TRL, and ablations such as `ours:packing=false`) runs in its own child process on the same
-weights, pairs, batch order, batch size, max_length and optimizer (AdamW, constant lr, no weight decay), so peak
+weights, pairs, batch order, batch size, max_length and optimizer (fused AdamW, constant lr, no weight decay), so peak
 memory (RSS on CPU, torch.cuda.max_memory_allocated on GPU) belongs to one trainer alone. Warm-up steps are excluded;
 seconds per step is the wall clock from the end of the last warm-up step to the end of the last step (data loading,
 forward, backward and optimizer included). Before timing, a parity check in fp32 scores the first batch both ways:
@@ -135,15 +135,30 @@ def run_ours(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
     packing = opts.get("packing", "true") == "true"
     collator = PackedPairCollator(pad) if packing else PairCollator(pad)
     loader = DataLoader(pairs, batch_size=args.batch, shuffle=False, collate_fn=collator)
-    module = DPOModule(policy, DPOLoss(beta=args.beta), optimizer=lambda ps: torch.optim.AdamW(ps, lr=args.lr, weight_decay=0.0),
+    module = DPOModule(policy, DPOLoss(beta=args.beta), optimizer=lambda ps: torch.optim.AdamW(ps, lr=args.lr, weight_decay=0.0, fused=True),
                        reference=reference, compute_kl=False, activation_checkpointing=opts.get("checkpointing") == "true",
                        compile=opts.get("compile") == "true", separate_halves=opts.get("separate_halves", "true") == "true")
     ends: list[float] = []
+    profiler = None
+    if opts.get("profile") == "true":  # the timed steps under torch.profiler; the top ops go to stderr
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        profiler = profile(activities=activities)
 
     class Timer(L.Callback):
         def on_train_batch_end(self, *a, **k):
             sync(args.device)
             ends.append(time.perf_counter())
+            if profiler is not None and len(ends) == args.warmup:
+                profiler.__enter__()
+
+        def on_train_end(self, *a, **k):
+            if profiler is not None:
+                profiler.__exit__(None, None, None)
+                key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+                print(profiler.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
+                print(profiler.key_averages().table(sort_by="cpu_time_total", row_limit=15), file=sys.stderr)
 
     trainer = L.Trainer(accelerator="gpu" if args.device.startswith("cuda") else "cpu", devices=1,
                         precision=opts.get("precision", "32-true"), max_steps=len(pairs) // args.batch,
@@ -178,7 +193,7 @@ def make_trl(args, opts, policy, reference, tokenizer, pairs, out: str, max_step
                     learning_rate=args.lr, beta=args.beta, lr_scheduler_type="constant", weight_decay=0.0,
                     warmup_steps=0, gradient_checkpointing=opts.get("checkpointing") == "true",
                     bf16=policy.dtype == torch.bfloat16, max_steps=max_steps, logging_steps=1, report_to=[],
-                    save_strategy="no", use_cpu=not args.device.startswith("cuda"), disable_tqdm=True,
+                    save_strategy="no", use_cpu=not args.device.startswith("cuda"), disable_tqdm=True, optim="adamw_torch_fused",
                     dataloader_num_workers=0, padding_free=opts.get("padding_free") == "true", seed=0)
     return trl_trainer_class()(model=policy, ref_model=reference, args=cfg, train_dataset=Dataset.from_list(rows),
                                processing_class=tokenizer, callbacks=list(callbacks))
@@ -205,6 +220,9 @@ def child(args) -> dict:
     policy, tokenizer = load_model(args, dtype)
     lora = opts.get("lora") == "true"  # LoRA needs no second copy: the reference is the adapter disabled
     reference = None if lora else load_model(args, dtype)[0].eval().requires_grad_(False)
+    for model in (policy, reference):
+        if model is not None and "attn" in opts:  # attention implementation: sdpa (default) or eager
+            model.config._attn_implementation = opts["attn"]
     pairs, source = load_pairs(args, tokenizer)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -214,6 +232,8 @@ def child(args) -> dict:
     result = {"variant": args.variant, "seconds_per_step": seconds, "pairs_per_second": args.batch / seconds,
               "peak_memory_gib": peak_memory(args.device), "rss_after_setup_gib": rss_before, "data": source,
               "steps_timed": len(ends) - args.warmup}
+    if args.device.startswith("cuda"):
+        result["alloc_retries"] = torch.cuda.memory_stats().get("num_alloc_retries", 0)
     if args.device.startswith("cuda"):
         flops = sum(textbook_flops(policy, pairs[i * args.batch:(i + 1) * args.batch])
                     for i in range(args.warmup, len(ends))) / (len(ends) - args.warmup)
@@ -267,6 +287,8 @@ def run_child(argv: list[str], role: str, variant: str = "") -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [sys.executable, __file__, *argv, "--role", role, "--variant", variant, "--result", f.name]
         proc = subprocess.run(cmd, capture_output=True, text=True)
+        if "profile=true" in variant:
+            print(proc.stderr[-12000:], file=sys.stderr)
         if proc.returncode != 0:
             return {"variant": variant or role, "error": proc.stderr[-3000:]}
         return json.loads(Path(f.name).read_text())

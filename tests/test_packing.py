@@ -110,3 +110,14 @@ def test_empty_prompt_scores_like_the_textbook_layout():
     got = sequence_logps(response_states(tiny_llama(), PackedPairCollator(pad_token_id=0)(p)))
     assert_close(got.logps, expected.logps, **TOL)
     assert_close(got.tokens, expected.tokens.to(got.tokens.dtype))
+
+
+def test_packed_layout_under_activation_checkpointing_gives_the_same_gradients():
+    plain_model, checkpointed = _model("sdpa"), _model("sdpa")
+    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed.train()
+    batch = PackedPairCollator(pad_token_id=0)(pairs())
+    for model in (plain_model, checkpointed):
+        (sequence_logps(response_states(model, batch)).logps * torch.arange(1, 9)).sum().backward()
+    for (name, p), q in zip(plain_model.named_parameters(), checkpointed.parameters()):
+        assert_close(q.grad, p.grad, msg=name, **TOL)

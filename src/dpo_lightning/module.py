@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,14 +10,19 @@ from typing import Any, Callable, Iterator
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor, nn
+from torch.nn.attention import sdpa_kernel
 
-from .logprobs import ResponseStates, response_states, sequence_logps, token_kl, unwrap
+from . import refcache
+from .logprobs import MASKED_SDPA_BACKENDS, ResponseStates, response_states, sequence_logps, token_kl, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics
-from .models.lora import is_peft_model
-from . import refcache
 from .models.embedded import default_cache_dir
+from .models.lora import is_peft_model
+
+
+log = logging.getLogger(__name__)
 
 
 class DPOModule(LightningModule):
@@ -90,7 +96,17 @@ class DPOModule(LightningModule):
         half = states.n_rows // 2
         return PairLogps(seq.logps[:half], seq.logps[half:], seq.tokens[:half], seq.tokens[half:])
 
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        # Activation checkpointing recomputes attention inside backward: with the same SDPA kernels as the forward
+        # (see logprobs.MASKED_SDPA_BACKENDS), or the recomputed tensors would not match the saved ones.
+        with sdpa_kernel(MASKED_SDPA_BACKENDS):
+            super().backward(loss, *args, **kwargs)
+
     def on_fit_start(self) -> None:
+        if self.fused_head and isinstance(self.trainer.strategy, FSDPStrategy):
+            # The fused head reads the LM-head weight outside FSDP's own forward; FSDP needs the plain path.
+            log.info("FSDP: computing log-probs through the model's own forward (module.fused_head off)")
+            self.fused_head = False
         if self.precompute_ref and self.ref_logps is None:
             self.ref_logps = self._precomputed_reference().to(self.device)
             if self.reference is not None:
@@ -167,6 +183,14 @@ class DPOModule(LightningModule):
         if self.reference is not None:
             self.reference.eval()
         return self
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        # FSDP shards the gradients, so their norm is FSDP's own collective (Lightning's default refuses here).
+        if gradient_clip_val and (gradient_clip_algorithm or "norm") == "norm" and isinstance(self.trainer.strategy, FSDPStrategy):
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory([p for p in self.policy.parameters() if p.requires_grad])

@@ -45,7 +45,8 @@ def export_policy(policy, tokenizer, dirpath: Path, merge_adapter: bool = True, 
         merge_adapter = False  # merging needs the whole model in memory; load final/ and merge offline instead
     else:
         _save(policy, tokenizer, tmp)
-    if is_peft_model(policy) and merge_adapter:
+    quantized = getattr(policy, "is_loaded_in_4bit", False) or getattr(policy, "is_loaded_in_8bit", False)
+    if is_peft_model(policy) and merge_adapter and not quantized:  # QLoRA: the adapter alone
         merged = copy.deepcopy(policy).merge_and_unload()
         _save(merged, tokenizer, tmp / "merged")
     old = dirpath.with_name(dirpath.name + ".old")
