@@ -29,9 +29,9 @@ step() {  # step <name> <seconds> <command...>: run, keep its log, report how it
 }
 
 # 1. Issue 5: ours against TRL's DPOTrainer, 1B Llama shape, bf16, batch 8, max_length 1024 (plus the activation
-#    checkpointing switch on both sides).
+#    checkpointing switch on both sides, and the precomputed reference).
 step bench 300 python3 bench/throughput.py --preset gpu --tokenizer "$TOK" --data "$DATA" --out "$OUT/bench" \
-  --variants "ours;trl;ours:checkpointing=true;trl:checkpointing=true"
+  --variants "ours;trl;ours:precompute_ref=true;ours:checkpointing=true;trl:checkpointing=true"
 cp "$OUT/bench/results.md" "$OUT/bench_results.md" 2>/dev/null
 tail -12 "$OUT/bench.log"
 
@@ -53,5 +53,9 @@ run bf16_mixed trainer=gpu trainer.precision=bf16-mixed
 run fsdp trainer=fsdp trainer.devices=1 trainer.precision=bf16-mixed \
   'trainer.strategy.activation_checkpointing_policy={_target_: dpo_lightning.strategies.decoder_layers}'
 run precompute_compile trainer=gpu module.precompute_ref=true module.compile=true
+if python3 -c "import bitsandbytes" 2>/dev/null; then  # QLoRA needs bitsandbytes (carry its wheel if absent)
+  python3 -c "from dpo_lightning.models import build_tiny_llama as b; m = b(tokenizer_from='$TOK', hidden_size=64, intermediate_size=128); m.model.save_pretrained('/tmp/tiny64'); m.tokenizer.save_pretrained('/tmp/tiny64')" \
+    && run qlora trainer=gpu peft=qlora model.name_or_path=/tmp/tiny64
+fi
 cat "$OUT/train_checks.txt"
 cat "$OUT/summary.txt"

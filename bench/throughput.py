@@ -4,7 +4,8 @@
     python bench/throughput.py --preset gpu          # GPU: 1B Llama shape, bf16, batch 8, max_length 1024
 
 Variant options: ours:packing=false (the textbook layout), checkpointing=true (activation checkpointing; TRL too),
-compile=true, lora=true (LoRA r=16 on every linear layer, no reference copy; memory against full fine-tuning),
+compile=true, precompute_ref=true (reference log-probs computed before the timed steps, reference freed),
+lora=true (LoRA r=16 on every linear layer, no reference copy; memory against full fine-tuning),
 precision=bf16-mixed, dtype=float32|bfloat16 (weights); trl:padding_free=true.
 
 Every variant (ours, TRL, and ablations such as `ours:packing=false`) runs in its own child process on the same
@@ -138,6 +139,20 @@ def run_ours(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
     module = DPOModule(policy, DPOLoss(beta=args.beta), optimizer=lambda ps: torch.optim.AdamW(ps, lr=args.lr, weight_decay=0.0, fused=True),
                        reference=reference, compute_kl=False, activation_checkpointing=opts.get("checkpointing") == "true",
                        compile=opts.get("compile") == "true", separate_halves=opts.get("separate_halves", "true") == "true")
+    if opts.get("precompute_ref") == "true":  # reference log-probs once, before the timed loop; the reference is freed
+        from dpo_lightning import refcache
+        from dpo_lightning.logprobs import response_states, sequence_logps
+
+        def score(batch):
+            with torch.no_grad():
+                seq = sequence_logps(response_states(reference, {k: v.to(args.device) for k, v in batch.items()}))
+            half = seq.logps.shape[0] // 2
+            return seq.logps[:half], seq.logps[half:]
+
+        start = time.perf_counter()
+        module.ref_logps = refcache.load_or_compute(None, score, loader).to(args.device)
+        module.reference = reference = None
+        print(f"precompute_ref: {time.perf_counter() - start:.2f} s for {len(pairs)} pairs", file=sys.stderr)
     ends: list[float] = []
     profiler = None
     if opts.get("profile") == "true":  # the timed steps under torch.profiler; the top ops go to stderr

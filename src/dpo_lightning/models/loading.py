@@ -126,6 +126,8 @@ def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hid
     """
     if quantization:
         check_quantization(quantization)
+        if not (name_or_path or init_from):
+            raise ValueError("model.quantization needs saved weights to quantize: set model.name_or_path")
     if name_or_path or init_from:
         return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from, quantization=quantization)
     from transformers import LlamaConfig, LlamaForCausalLM
