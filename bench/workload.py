@@ -1,0 +1,75 @@
+"""The benchmark's workload: the model (the embedded weights or a random-init shape) and the tokenized pairs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+HH_TEST = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+PRESETS = {
+    "cpu": dict(model="embedded", batch=4, max_length=512, max_prompt_length=256, dtype="float32", device="cpu",
+                steps=3, warmup=1),
+    "gpu": dict(model="llama1b", batch=8, max_length=1024, max_prompt_length=512, dtype="bfloat16", device="cuda",
+                steps=8, warmup=2),
+}
+SHAPES = {  # random-init shapes (speed only): hidden, layers, heads, kv heads, intermediate, vocab
+    "llama1b": (2048, 16, 32, 8, 8192, 128256),
+    "smollm2": (576, 30, 9, 3, 1536, 49152),
+    "tiny": (64, 2, 4, 2, 128, 49152),
+}
+
+
+def load_model(args, dtype: torch.dtype):
+    from dpo_lightning.models import load_causal_lm
+
+    if args.model == "embedded":
+        loaded = load_causal_lm(args.embedded, dtype=str(dtype).split(".")[-1])
+        return loaded.model.to(args.device), loaded.tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from dpo_lightning.models.loading import load_tokenizer, resolve_name_or_path
+
+    hidden, layers, heads, kv, inter, vocab = SHAPES[args.model]
+    cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
+                      intermediate_size=inter, vocab_size=vocab, max_position_embeddings=4096, tie_word_embeddings=False)
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with torch.device(args.device):  # random init on the device: seconds instead of a minute on CPU for 1B
+        model = LlamaForCausalLM(cfg).to(dtype=dtype)
+    return model, load_tokenizer(args.tokenizer or resolve_name_or_path("embedded:smollm2-135m-instruct"))
+
+
+def load_pairs(args, tokenizer):
+    """Tokenized pairs that already fit max_length, so both trainers see identical token ids (no truncation)."""
+    from dpo_lightning.data import HHFormat, PairTokenizer, read_json_rows
+    from dpo_lightning.data.readers import BadRows
+
+    n = args.batch * (args.steps + args.warmup)
+    if args.data != "synthetic" and Path(args.data).is_file():
+        pairs = HHFormat().load(read_json_rows(args.data), BadRows("skip"))
+        tok = PairTokenizer(tokenizer, args.max_length, args.max_prompt_length, "keep_end")
+        tokens = [t for t in map(tok, pairs[: 4 * n]) if t is not None and min(len(t.chosen), len(t.rejected)) > 0]
+        return tokens[:n], f"HH-RLHF harmless-base test ({args.data})"
+    from dpo_lightning.data import TokenizedPair
+
+    g = torch.Generator().manual_seed(0)
+    length = lambda median, cap: int(min(cap, max(2, torch.empty(1).log_normal_(0.0, 0.8, generator=g).item() * median)))  # noqa: E731
+    ids = lambda k: torch.randint(10, tokenizer.vocab_size, (k,), generator=g).tolist()  # noqa: E731
+    tokens = []
+    for _ in range(n):
+        p = length(90, args.max_prompt_length)
+        tokens.append(TokenizedPair(ids(p), ids(length(28, args.max_length - p)), ids(length(28, args.max_length - p))))
+    return tokens, "synthetic (lognormal lengths: median prompt 90, response 28 tokens)"
+
+
+def textbook_flops(model, pairs) -> float:
+    """FLOPs of one DPO step done the textbook way without padding: 8·N·T + attention (see module docstring)."""
+    cfg = model.config
+    n = sum(p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name)
+    lengths = [len(p.prompt) + len(r) for p in pairs for r in (p.chosen, p.rejected)]
+    attention = sum(4 * cfg.num_hidden_layers * cfg.hidden_size * L * L for L in lengths)  # QK^T and AV, forward
+    return 8 * n * sum(lengths) + 4 * attention  # forward (x1 policy, x1 reference) + backward (x2 policy)
