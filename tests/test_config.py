@@ -168,3 +168,10 @@ def test_qlora_without_a_gpu_fails_before_loading_with_the_reason():
         validate_config(cfg)
     with pytest.raises(ValueError, match="CUDA GPU"):
         build_tiny_llama(quantization="nf4")
+
+
+def test_packing_with_an_attention_that_takes_no_4d_mask_is_refused_before_loading():
+    cfg = compose("model=smollm2_135m", "model.attn_implementation=flash_attention_2")
+    with pytest.raises(ConfigError, match="data.packing=true needs an attention that takes a 4D mask"):
+        validate_config(cfg)
+    validate_config(compose("model=smollm2_135m", "model.attn_implementation=flash_attention_2", "data.packing=false"))

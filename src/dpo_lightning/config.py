@@ -31,6 +31,10 @@ def validate_config(cfg: DictConfig) -> None:
     for key, allowed in (("on_bad_row", ("error", "skip")), ("truncation_mode", ("keep_end", "keep_start", "drop"))):
         if key in data and data[key] not in allowed:
             raise ConfigError(f"data.{key} must be one of {allowed}, got {data[key]!r}")
+    attn = cfg.model.get("attn_implementation")
+    if data.get("packing", False) and attn not in (None, "sdpa", "eager"):
+        raise ConfigError(f"data.packing=true needs an attention that takes a 4D mask (sdpa or eager), but "
+                          f"model.attn_implementation={attn}: set data.packing=false or model.attn_implementation=sdpa")
     if cfg.model.get("quantization"):
         from .models.loading import check_quantization
 
