@@ -31,9 +31,10 @@ def run_ours(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
 
     from dpo_lightning import DPOModule
     from dpo_lightning.data import PackedPairCollator, PairCollator
+    from dpo_lightning.data.tokenize import pad_token_id
     from dpo_lightning.losses import DPOLoss
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     if opts.get("lora") == "true":  # adapters on every linear layer; the reference is the adapter disabled
         from dpo_lightning.models import wrap_lora
 
@@ -46,13 +47,12 @@ def run_ours(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
                        compile=opts.get("compile") == "true", separate_halves=opts.get("separate_halves", "true") == "true")
     if opts.get("precompute_ref") == "true":  # reference log-probs once, before the timed loop; the reference is freed
         from dpo_lightning import refcache
-        from dpo_lightning.logprobs import response_states, sequence_logps
+        from dpo_lightning.logprobs import pair_logps, response_states
 
         def score(batch):
             with torch.no_grad():
-                seq = sequence_logps(response_states(reference, {k: v.to(args.device) for k, v in batch.items()}))
-            half = seq.logps.shape[0] // 2
-            return seq.logps[:half], seq.logps[half:]
+                pairs = pair_logps(response_states(reference, {k: v.to(args.device) for k, v in batch.items()}))
+            return pairs.chosen, pairs.rejected
 
         start = time.perf_counter()
         module.ref_logps = refcache.load_or_compute(None, score, loader).to(args.device)

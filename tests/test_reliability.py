@@ -77,7 +77,7 @@ def test_final_export_is_atomic(tmp_path, monkeypatch):
     loaded = build_tiny_llama()
     final = export_module.export_policy(loaded.model, loaded.tokenizer, tmp_path / "final")
 
-    def dies(model, tokenizer, path):
+    def dies(model, tokenizer, path, state_dict=None):
         path.mkdir(parents=True, exist_ok=True)
         (path / "model.safetensors").write_bytes(b"truncated")
         raise KeyboardInterrupt("killed during export")

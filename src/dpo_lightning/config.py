@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .data.readers import is_local
+from .logprobs import MASKED_ATTENTION
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
@@ -32,7 +33,7 @@ def validate_config(cfg: DictConfig) -> None:
         if key in data and data[key] not in allowed:
             raise ConfigError(f"data.{key} must be one of {allowed}, got {data[key]!r}")
     attn = cfg.model.get("attn_implementation")
-    if data.get("packing", False) and attn not in (None, "sdpa", "eager"):
+    if data.get("packing", False) and attn is not None and attn not in MASKED_ATTENTION:
         raise ConfigError(f"data.packing=true needs an attention that takes a 4D mask (sdpa or eager), but "
                           f"model.attn_implementation={attn}: set data.packing=false or model.attn_implementation=sdpa")
     if cfg.model.get("quantization"):

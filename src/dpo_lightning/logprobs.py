@@ -14,6 +14,7 @@ one (prompt, chosen, rejected as one segment, the prompt computed once, several 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .data.collate import CHOSEN, REJECTED, is_packed, pair_count
+from .losses.base import PairLogps
 
 # Model families whose logits are exactly lm_head(final hidden state), with no scaling or soft-capping.
 PLAIN_HEAD_MODEL_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "gpt2", "gpt_neox", "phi3", "olmo", "olmo2", "smollm3"}
@@ -84,13 +86,19 @@ def _group_states(model: nn.Module, batch: dict[str, Tensor], fused_head: bool, 
     mask = batch["response_mask"][:, 1:]
     targets = batch["input_ids"][:, 1:][mask]
     rows = row_offset + torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    return _states_at(model, inputs, lambda x: x[:, :-1][mask], fused_head, targets, rows, mask.shape[0])
+
+
+def _states_at(model: nn.Module, inputs: dict[str, Tensor], select: Callable[[Tensor], Tensor], fused_head: bool,
+               targets: Tensor, rows: Tensor, n_rows: int) -> ResponseStates:
+    """One forward; keep `select(...)` of its per-position outputs: the final hidden states on the fused path
+    (the LM head runs later, chunked), else the model's own logits."""
     inner = unwrap(model)
     if fused_head and has_plain_head(model):
-        out = inner.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        hidden = out.last_hidden_state[:, :-1][mask]
-        return ResponseStates(hidden, inner.get_output_embeddings(), targets, rows, mask.shape[0])
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    return ResponseStates(logits[:, :-1][mask], None, targets, rows, mask.shape[0])
+        hidden = inner.base_model(**inputs, use_cache=False).last_hidden_state
+        return ResponseStates(select(hidden), inner.get_output_embeddings(), targets, rows, n_rows)
+    return ResponseStates(select(model(**inputs, use_cache=False).logits), None, targets, rows, n_rows)
 
 
 # Attention implementations that take an arbitrary 4D mask (the packed layout needs one).
@@ -120,16 +128,11 @@ def _packed_states(model: nn.Module, batch: dict[str, Tensor], fused_head: bool)
     if attn not in MASKED_ATTENTION:
         raise ValueError(f"packed batches need an attention implementation that takes a 4D mask ({sorted(MASKED_ATTENTION)}), "
                          f"the model uses {attn!r}: set data.packing=false or model.attn_implementation=sdpa")
-    mask = packed_attention_mask(batch, None if attn == "sdpa" else inner.dtype)
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": mask, "position_ids": batch["position_ids"],
-              "use_cache": False}
-    n_rows = 2 * pair_count(batch)
+    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
+              "attention_mask": packed_attention_mask(batch, None if attn == "sdpa" else inner.dtype)}
     with sdpa_kernel(MASKED_SDPA_BACKENDS):
-        if fused_head and has_plain_head(model):
-            hidden = inner.base_model(**kwargs).last_hidden_state.flatten(0, 1)[batch["predict_index"]]
-            return ResponseStates(hidden, inner.get_output_embeddings(), batch["targets"], batch["target_rows"], n_rows)
-        logits = model(**kwargs).logits.flatten(0, 1)[batch["predict_index"]]
-    return ResponseStates(logits, None, batch["targets"], batch["target_rows"], n_rows)
+        return _states_at(model, inputs, lambda x: x.flatten(0, 1)[batch["predict_index"]], fused_head,
+                          batch["targets"], batch["target_rows"], 2 * pair_count(batch))
 
 
 def upcast(x: Tensor) -> Tensor:
@@ -147,6 +150,13 @@ def token_logps(states: ResponseStates, chunk_size: int = 1024) -> Tensor:
 def sequence_logps(states: ResponseStates, chunk_size: int = 1024) -> SequenceLogps:
     per_token = token_logps(states, chunk_size)
     return SequenceLogps(_per_row(per_token, states), _per_row(torch.ones_like(per_token), states))
+
+
+def pair_logps(states: ResponseStates, chunk_size: int = 1024) -> PairLogps:
+    """Per-pair summed log-probs and token counts: rows 0..B-1 are the chosen responses, B..2B-1 the rejected."""
+    seq = sequence_logps(states, chunk_size)
+    half = states.n_rows // 2
+    return PairLogps(seq.logps[:half], seq.logps[half:], seq.tokens[:half], seq.tokens[half:])
 
 
 def _per_row(values: Tensor, states: ResponseStates) -> Tensor:

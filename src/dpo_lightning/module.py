@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.attention import sdpa_kernel
 
 from . import refcache
-from .logprobs import MASKED_SDPA_BACKENDS, ResponseStates, response_states, sequence_logps, token_kl, unwrap
+from .logprobs import MASKED_SDPA_BACKENDS, ResponseStates, pair_logps, response_states, token_kl, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics
 from .models.embedded import default_cache_dir
@@ -92,9 +92,7 @@ class DPOModule(LightningModule):
         return self.loss_fn(policy, reference), policy, kl
 
     def _pairs(self, states: ResponseStates) -> PairLogps:
-        seq = sequence_logps(states, self.head_chunk_size)
-        half = states.n_rows // 2
-        return PairLogps(seq.logps[:half], seq.logps[half:], seq.tokens[:half], seq.tokens[half:])
+        return pair_logps(states, self.head_chunk_size)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         # Activation checkpointing recomputes attention inside backward: with the same SDPA kernels as the forward

@@ -38,13 +38,9 @@ def export_policy(policy, tokenizer, dirpath: Path, merge_adapter: bool = True, 
     dirpath = Path(dirpath)
     tmp = dirpath.with_name(dirpath.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    _save(policy, tokenizer, tmp, state_dict)
     if state_dict is not None:
-        policy.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
         merge_adapter = False  # merging needs the whole model in memory; load final/ and merge offline instead
-    else:
-        _save(policy, tokenizer, tmp)
     quantized = getattr(policy, "is_loaded_in_4bit", False) or getattr(policy, "is_loaded_in_8bit", False)
     if is_peft_model(policy) and merge_adapter and not quantized:  # QLoRA: the adapter alone
         merged = copy.deepcopy(policy).merge_and_unload()
@@ -58,7 +54,7 @@ def export_policy(policy, tokenizer, dirpath: Path, merge_adapter: bool = True, 
     return dirpath
 
 
-def _save(model, tokenizer, path: Path) -> None:
-    model.save_pretrained(path, safe_serialization=True)
+def _save(model, tokenizer, path: Path, state_dict=None) -> None:
+    model.save_pretrained(path, state_dict=state_dict, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)

@@ -103,17 +103,15 @@ class PackedPairCollator:
                 # token k of the response sits at `start + k`; it is predicted by the token before it in its own
                 # sequence: the previous response token, or for k = 0 the last prompt token. With an empty prompt
                 # the first token has no predictor and is not scored (as in the textbook layout).
-                for k, token in enumerate(response):
-                    source = start + k - 1 if k > 0 else n_p - 1
-                    if source < 0:
-                        continue
-                    predict.append(base + source)
-                    targets.append(token)
-                    target_rows.append(i + side * len(pairs))
+                sources = torch.arange(start - 1, start + len(response) - 1)
+                sources[:1] = n_p - 1
+                keep = sources >= 0
+                predict.append(base + sources[keep])
+                targets.append(torch.tensor(response, dtype=torch.long)[keep])
+                target_rows.append(torch.full((int(keep.sum()),), i + side * len(pairs), dtype=torch.long))
         return {"input_ids": input_ids, "position_ids": position_ids, "segment_ids": segment_ids,
-                "branch_ids": branch_ids, "predict_index": torch.tensor(predict, dtype=torch.long),
-                "targets": torch.tensor(targets, dtype=torch.long),
-                "target_rows": torch.tensor(target_rows, dtype=torch.long),
+                "branch_ids": branch_ids, "predict_index": torch.cat(predict), "targets": torch.cat(targets),
+                "target_rows": torch.cat(target_rows),
                 "pair_keys": torch.tensor([pair_key(p) for p in pairs], dtype=torch.long)}
 
 

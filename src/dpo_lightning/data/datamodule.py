@@ -18,7 +18,7 @@ from .collate import PackedPairCollator, PairCollator
 from .formats import PairFormat, PreferencePair
 from .readers import BadRows, is_local, read_hub_rows, read_json_rows
 from .resumable import ResumableLoader
-from .tokenize import PairTokenizer, TokenizedPair
+from .tokenize import PairTokenizer, TokenizedPair, pad_token_id
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class PreferenceDataModule(LightningDataModule):
     @property
     def collator(self) -> PairCollator | PackedPairCollator:
         """Packed (prompt once, several pairs per row) with `packing`, else the textbook chosen/rejected rows."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = pad_token_id(self.tokenizer)
         return PackedPairCollator(pad_token_id=pad) if self.packing else PairCollator(pad_token_id=pad)
 
     def train_dataloader(self) -> DataLoader:

@@ -16,6 +16,11 @@ from .readers import DataError
 TRUNCATION_MODES = ("keep_end", "keep_start", "drop")
 
 
+def pad_token_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its EOS (padding is masked out anyway)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 @dataclass
 class TokenizedPair:
     prompt: list[int]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..data.tokenize import pad_token_id
 from ..logprobs import upcast
 
 
@@ -33,7 +34,7 @@ def generate(model: nn.Module, tokenizer, prompts: list[list[int]], max_new_toke
              device: torch.device | str = "cpu") -> Generated:
     """Continue each prompt (token ids, as the model was trained on them); seeded, so reruns agree."""
     model.eval()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     texts, tokens = [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start: start + batch_size]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..logprobs import response_states, sequence_logps
+from ..logprobs import pair_logps, response_states
 from ..losses import PairLogps
 
 
@@ -19,9 +19,8 @@ def score_pairs(model: nn.Module, loader: DataLoader, device: torch.device | str
     parts = []
     for batch in progress(loader) if progress else loader:
         batch = {k: v.to(device) for k, v in batch.items()}
-        seq = sequence_logps(response_states(model, batch, separate_halves=True))
-        half = seq.logps.shape[0] // 2
-        parts.append([seq.logps[:half].cpu(), seq.logps[half:].cpu(), seq.tokens[:half].cpu(), seq.tokens[half:].cpu()])
+        pairs = pair_logps(response_states(model, batch, separate_halves=True))
+        parts.append([pairs.chosen.cpu(), pairs.rejected.cpu(), pairs.chosen_tokens.cpu(), pairs.rejected_tokens.cpu()])
     return PairLogps(*(torch.cat(column).double() for column in zip(*parts)))
 
 

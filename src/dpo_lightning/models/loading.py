@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,12 +123,11 @@ def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hid
 
     Builds in seconds: for tests and smoke runs. With `name_or_path` (or `init_from`) set, that model is loaded.
     """
+    if name_or_path or init_from:  # (load_causal_lm checks the quantization)
+        return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from, quantization=quantization)
     if quantization:
         check_quantization(quantization)
-        if not (name_or_path or init_from):
-            raise ValueError("model.quantization needs saved weights to quantize: set model.name_or_path")
-    if name_or_path or init_from:
-        return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from, quantization=quantization)
+        raise ValueError("model.quantization needs saved weights to quantize: set model.name_or_path")
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
