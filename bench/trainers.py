@@ -42,7 +42,8 @@ def run_ours(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
     packing = opts.get("packing", "true") == "true"
     collator = PackedPairCollator(pad) if packing else PairCollator(pad)
     loader = DataLoader(pairs, batch_size=args.batch, shuffle=False, collate_fn=collator)
-    module = DPOModule(policy, DPOLoss(beta=args.beta), optimizer=lambda ps: torch.optim.AdamW(ps, lr=args.lr, weight_decay=0.0, fused=True),
+    fused = opts.get("optim", "fused") == "fused"  # optim=foreach: the multi-tensor AdamW instead of the fused one
+    module = DPOModule(policy, DPOLoss(beta=args.beta), optimizer=lambda ps: torch.optim.AdamW(ps, lr=args.lr, weight_decay=0.0, fused=fused),
                        reference=reference, compute_kl=False, activation_checkpointing=opts.get("checkpointing") == "true",
                        compile=opts.get("compile") == "true", separate_halves=opts.get("separate_halves", "true") == "true")
     if opts.get("precompute_ref") == "true":  # reference log-probs once, before the timed loop; the reference is freed
@@ -113,7 +114,8 @@ def make_trl(args, opts, policy, reference, tokenizer, pairs, out: str, max_step
                     learning_rate=args.lr, beta=args.beta, lr_scheduler_type="constant", weight_decay=0.0,
                     warmup_steps=0, gradient_checkpointing=opts.get("checkpointing") == "true",
                     bf16=policy.dtype == torch.bfloat16, max_steps=max_steps, logging_steps=1, report_to=[],
-                    save_strategy="no", use_cpu=not args.device.startswith("cuda"), disable_tqdm=True, optim="adamw_torch_fused",
+                    save_strategy="no", use_cpu=not args.device.startswith("cuda"), disable_tqdm=True,
+                    optim="adamw_torch_fused" if opts.get("optim", "fused") == "fused" else "adamw_torch",
                     dataloader_num_workers=0, padding_free=opts.get("padding_free") == "true", seed=0)
     return trl_trainer_class()(model=policy, ref_model=reference, args=cfg, train_dataset=Dataset.from_list(rows),
                                processing_class=tokenizer, callbacks=list(callbacks))

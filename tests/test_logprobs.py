@@ -32,8 +32,8 @@ def batch(vocab=97):
 
 
 @pytest.mark.parametrize("separate", [False, True])
-@pytest.mark.parametrize("chunk", [1, 4, 1024])
-def test_fused_path_matches_plain_logps_and_gradients(separate, chunk):
+@pytest.mark.parametrize("chunk, vocab_chunk", [(1, 10), (4, 97), (5, 7), (4096, 8192)])
+def test_fused_path_matches_plain_logps_and_gradients(separate, chunk, vocab_chunk):
     plain_model, fused_model = tiny_llama(), tiny_llama()
     b = batch()
     expected = plain_sequence_logps(plain_model, b)
@@ -41,7 +41,7 @@ def test_fused_path_matches_plain_logps_and_gradients(separate, chunk):
 
     states = response_states(fused_model, b, fused_head=True, separate_halves=separate)
     assert states.head is not None  # the fused path really ran
-    got = sequence_logps(states, chunk_size=chunk)
+    got = sequence_logps(states, chunk_size=chunk, vocab_chunk_size=vocab_chunk)
     (got.logps * torch.arange(1, 7)).sum().backward()
 
     assert_close(got.logps, expected.logps)
@@ -57,13 +57,66 @@ def test_token_counts_are_the_response_lengths():
     assert got.tokens.tolist() == [4, 2, 6, 7, 3, 1]
 
 
-def test_untied_head_with_bias_gradients():
+@pytest.mark.parametrize("chunk, vocab_chunk", [(3, 4), (3, 100), (100, 4), (100, 100)])
+def test_untied_head_with_bias_gradients(chunk, vocab_chunk):
     g = torch.Generator().manual_seed(1)
     h = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(11, 5, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(11, dtype=torch.float64, generator=g, requires_grad=True)
     t = torch.randint(0, 11, (7,), generator=g)
-    assert torch.autograd.gradcheck(lambda h, w, b: ChunkedTokenLogps.apply(h, w, b, t, 3).double(), (h, w, b))
+    fn = lambda h, w, b: ChunkedTokenLogps.apply(h, w, b, t, chunk, vocab_chunk)  # noqa: E731
+    assert_close(fn(h, w, b), torch.log_softmax(h @ w.t() + b, -1).gather(-1, t[:, None]).squeeze(-1))
+    assert torch.autograd.gradcheck(fn, (h, w, b))
+
+
+def test_bf16_head_gradients_match_autograd_in_the_weight_dtype():
+    """In bf16 the tiled head computes what autograd computes for bf16 logits upcast to fp32 (to bf16 rounding),
+    and its gradients come back in bf16."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(40, 32, generator=g).bfloat16().requires_grad_()
+    w = (torch.randn(300, 32, generator=g) * 0.2).bfloat16().requires_grad_()
+    t = torch.randint(0, 300, (40,), generator=g)
+    weights = torch.rand(40, generator=g)
+    expected = torch.log_softmax((h @ w.t()).float(), -1).gather(-1, t[:, None]).squeeze(-1)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (h, w))
+    for chunk, vocab_chunk in [(64, 64), (16, 1000)]:
+        got = ChunkedTokenLogps.apply(h, w, None, t, chunk, vocab_chunk)
+        grads = torch.autograd.grad((got * weights).sum(), (h, w))
+        assert got.dtype == torch.float32 and [x.dtype for x in grads] == [torch.bfloat16] * 2
+        assert_close(got, expected)
+        for x, y in zip(grads, expected_grads):
+            assert_close(x.float(), y.float(), rtol=2e-2, atol=2e-3)
+
+
+def test_head_temporaries_are_one_tile():
+    """No op in the head's forward or backward outputs more than one tile of floats, apart from the gradients
+    themselves (so no [tokens, vocab] logits and no [vocab, hidden] fp32 buffer)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class LargestOutputs(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = {x.untyped_storage().data_ptr() for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)}
+            for x in tree_leaves(out):  # newly allocated outputs only (not views or in-place results)
+                if isinstance(x, torch.Tensor) and x.is_floating_point() and x.untyped_storage().data_ptr() not in inputs:
+                    self.sizes.append((x.numel(), x.dtype, func.__name__))
+            return out
+
+    rows, hidden, vocab, chunk, vocab_chunk = 50, 8, 1000, 20, 100
+    h = torch.randn(rows, hidden, requires_grad=True)
+    w = torch.randn(vocab, hidden, requires_grad=True)
+    t = torch.randint(0, vocab, (rows,))
+    with LargestOutputs() as mode:
+        ChunkedTokenLogps.apply(h, w, None, t, chunk, vocab_chunk).sum().backward()
+    big = [s for s in mode.sizes if s[0] > chunk * vocab_chunk]
+    # the only large outputs: the weight gradient itself (its own dtype, allocated once), and nothing else
+    assert [(n, dtype) for n, dtype, _ in big] == [(vocab * hidden, torch.float32)], big
+    assert_close(w.grad, torch.autograd.grad(torch.log_softmax(h @ w.t(), -1).gather(-1, t[:, None]).sum(), w)[0])
 
 
 def test_plain_path_is_taken_for_unknown_heads():

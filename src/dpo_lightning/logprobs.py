@@ -1,8 +1,8 @@
 """Batch -> per-sequence summed log-probabilities of the response tokens: the one hot path of training.
 
 The transformer backbone runs once over the batch; the LM head then runs only on the positions that predict a
-response token, in chunks, through a custom autograd function that recomputes each chunk's logits in backward.
-So the `[tokens, vocab]` fp32 logits of the whole batch are never materialised. Models whose head is not a plain
+response token, in tiles (rows x vocabulary slices), through a custom autograd function that recomputes each
+tile's logits in backward. So the `[tokens, vocab]` fp32 logits of the whole batch are never materialised. Models whose head is not a plain
 linear layer (soft-capped or scaled logits, adapters on the head) take the plain path: full logits, then gather.
 `plain_sequence_logps` is that plain path for any model and is the reference the fast path is tested against.
 
@@ -106,6 +106,9 @@ MASKED_ATTENTION = {"sdpa", "eager"}
 # SDPA kernels for the packed layout's mask. Not cuDNN: on an H100 (torch 2.11) it builds a new cuDNN graph for
 # every new sequence length, ~27 ms of CPU per attention call, which made a 1B step 5x slower (measured, profiler).
 MASKED_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# LM-head tiles: rows (response tokens) x vocabulary entries. One tile's fp32 logits are 128 MB at these sizes.
+TOKEN_CHUNK, VOCAB_CHUNK = 4096, 8192
+KL_ELEMENTS = 1 << 23  # elements of one fp32 temporary in token_kl (32 MB)
 
 
 def packed_attention_mask(batch: dict[str, Tensor], dtype: torch.dtype | None = None) -> Tensor:
@@ -140,21 +143,23 @@ def upcast(x: Tensor) -> Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def token_logps(states: ResponseStates, chunk_size: int = 1024) -> Tensor:
+def token_logps(states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int = VOCAB_CHUNK) -> Tensor:
     """log p(target) at every response position, [N], in at least fp32."""
     if states.head is None:
         return upcast(states.hidden).log_softmax(-1).gather(-1, states.targets[:, None]).squeeze(-1)
-    return ChunkedTokenLogps.apply(states.hidden, states.head.weight, states.head.bias, states.targets, chunk_size)
+    return ChunkedTokenLogps.apply(states.hidden, states.head.weight, states.head.bias, states.targets, chunk_size,
+                                   vocab_chunk_size)
 
 
-def sequence_logps(states: ResponseStates, chunk_size: int = 1024) -> SequenceLogps:
-    per_token = token_logps(states, chunk_size)
+def sequence_logps(states: ResponseStates, chunk_size: int = TOKEN_CHUNK,
+                   vocab_chunk_size: int = VOCAB_CHUNK) -> SequenceLogps:
+    per_token = token_logps(states, chunk_size, vocab_chunk_size)
     return SequenceLogps(_per_row(per_token, states), _per_row(torch.ones_like(per_token), states))
 
 
-def pair_logps(states: ResponseStates, chunk_size: int = 1024) -> PairLogps:
+def pair_logps(states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int = VOCAB_CHUNK) -> PairLogps:
     """Per-pair summed log-probs and token counts: rows 0..B-1 are the chosen responses, B..2B-1 the rejected."""
-    seq = sequence_logps(states, chunk_size)
+    seq = sequence_logps(states, chunk_size, vocab_chunk_size)
     half = states.n_rows // 2
     return PairLogps(seq.logps[:half], seq.logps[half:], seq.tokens[:half], seq.tokens[half:])
 
@@ -164,12 +169,17 @@ def _per_row(values: Tensor, states: ResponseStates) -> Tensor:
 
 
 @torch.no_grad()
-def token_kl(policy: ResponseStates, reference: ResponseStates, chunk_size: int = 1024) -> Tensor:
-    """Exact KL(pi(.|context) || pi_ref(.|context)) over the vocabulary at each response position, [N]."""
+def token_kl(policy: ResponseStates, reference: ResponseStates, chunk_size: int = TOKEN_CHUNK) -> Tensor:
+    """Exact KL(pi(.|context) || pi_ref(.|context)) over the vocabulary at each response position, [N].
+
+    Full-vocabulary rows are needed here, so the rows go `KL_ELEMENTS // vocab` at a time (e.g. 65 rows of a 128k
+    vocabulary), which keeps each fp32 temporary near 32 MB."""
+    vocab = policy.head.weight.shape[0] if policy.head is not None else policy.hidden.shape[-1]
+    rows = max(1, min(chunk_size, KL_ELEMENTS // vocab))
     out = []
-    for start in range(0, policy.targets.numel(), chunk_size):
-        logp = _logits(policy, start, chunk_size).log_softmax(-1)
-        logq = _logits(reference, start, chunk_size).log_softmax(-1)
+    for start in range(0, policy.targets.numel(), rows):
+        logp = _logits(policy, start, rows).log_softmax(-1)
+        logq = _logits(reference, start, rows).log_softmax(-1)
         out.append((logp.exp() * (logp - logq)).sum(-1))
     return torch.cat(out) if out else policy.targets.new_zeros(0, dtype=torch.float32)
 
@@ -181,51 +191,76 @@ def _logits(states: ResponseStates, start: int, size: int) -> Tensor:
     return upcast(F.linear(hidden.to(states.head.weight.dtype), states.head.weight, states.head.bias))
 
 
-class ChunkedTokenLogps(torch.autograd.Function):
-    """log_softmax(h W^T + b)[target] per row, chunked; backward recomputes each chunk's logits.
+def _spans(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
 
-    Saves only h, W and one log-sum-exp per row, so peak memory is one chunk of logits rather than all of them.
-    d logp / d logits = onehot(target) - softmax(logits).
+
+def _in_slice(targets: Tensor, v0: int, v1: int) -> tuple[Tensor, Tensor]:
+    """Targets as indices into the vocabulary slice [v0, v1) (clamped), and whether each one falls inside it."""
+    local = targets - v0
+    return local.clamp(0, v1 - v0 - 1), (local >= 0) & (local < v1 - v0)
+
+
+class ChunkedTokenLogps(torch.autograd.Function):
+    """log_softmax(h W^T + b)[target] per row, in tiles of `chunk_size` rows by `vocab_chunk_size` vocabulary entries.
+
+    The forward keeps a running log-sum-exp per row over the vocabulary slices and saves only h, W and that
+    log-sum-exp. The backward recomputes each tile's logits (d logp / d logits = onehot(target) - softmax(logits)).
+    Each slice of the weight gradient is one matmul over the rows, in W's dtype as autograd would compute it
+    (partial products are summed in fp32 only when the rows span several chunks), written straight into the
+    gradient: neither a [rows, vocab] logits tensor nor a [vocab, hidden] fp32 buffer ever exists, only one tile.
     """
 
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, chunk_size: int) -> Tensor:
-        ctx.hidden_dtype = hidden.dtype
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, chunk_size: int,
+                vocab_chunk_size: int) -> Tensor:
+        ctx.hidden_dtype, ctx.chunk_size, ctx.vocab_chunk_size = hidden.dtype, chunk_size, vocab_chunk_size
         hidden = hidden.to(weight.dtype)
-        out = hidden.new_empty(hidden.shape[0], dtype=torch.promote_types(weight.dtype, torch.float32))
-        lse = torch.empty_like(out)
-        for s in range(0, hidden.shape[0], chunk_size):
-            logits = upcast(F.linear(hidden[s: s + chunk_size], weight, bias))
-            lse[s: s + chunk_size] = logits.logsumexp(-1)
-            out[s: s + chunk_size] = logits.gather(-1, targets[s: s + chunk_size, None]).squeeze(-1) - lse[s: s + chunk_size]
+        acc = torch.promote_types(weight.dtype, torch.float32)
+        lse = hidden.new_full(hidden.shape[:1], float("-inf"), dtype=acc)
+        picked = hidden.new_zeros(hidden.shape[:1], dtype=acc)  # the target's logit
+        for v0, v1 in _spans(weight.shape[0], vocab_chunk_size):
+            w, b = weight[v0:v1], None if bias is None else bias[v0:v1]
+            for s0, s1 in _spans(hidden.shape[0], chunk_size):
+                logits = upcast(F.linear(hidden[s0:s1], w, b))
+                lse[s0:s1] = torch.logaddexp(lse[s0:s1], logits.logsumexp(-1))
+                local, inside = _in_slice(targets[s0:s1], v0, v1)
+                picked[s0:s1] += logits.gather(-1, local[:, None]).squeeze(-1).where(inside, 0.0)
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
-        ctx.chunk_size = chunk_size
-        return out
+        return picked - lse
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_h = torch.empty_like(hidden) if need_h else None
-        acc = lse.dtype
-        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
-        grad_b = torch.zeros_like(bias, dtype=acc) if need_b and bias is not None else None
-        for s in range(0, hidden.shape[0], ctx.chunk_size):
-            h = hidden[s: s + ctx.chunk_size]
-            g_out = grad_out[s: s + ctx.chunk_size].to(acc)
-            probs = (F.linear(h, weight, bias).to(acc) - lse[s: s + ctx.chunk_size, None]).exp_()
-            grad_logits = probs.mul_(-g_out[:, None])
-            grad_logits.scatter_add_(-1, targets[s: s + ctx.chunk_size, None], g_out[:, None])
-            if grad_h is not None:
-                grad_h[s: s + ctx.chunk_size] = grad_logits.to(weight.dtype) @ weight
-            if grad_w is not None:
-                grad_w += grad_logits.t() @ h.to(acc)
-            if grad_b is not None:
-                grad_b += grad_logits.sum(0)
+        acc, rows = lse.dtype, _spans(hidden.shape[0], ctx.chunk_size)
+        grad_out = grad_out.to(acc)
+        grad_h = torch.zeros_like(hidden, dtype=acc) if need_h else None
+        new = torch.empty_like if rows else torch.zeros_like  # every slice is written below, unless there are no rows
+        grad_w = new(weight) if need_w else None
+        grad_b = new(bias) if need_b and bias is not None else None
+        for v0, v1 in _spans(weight.shape[0], ctx.vocab_chunk_size):
+            w, b = weight[v0:v1], None if bias is None else bias[v0:v1]
+            w_sum = b_sum = None
+            for s0, s1 in rows:
+                g = grad_out[s0:s1]
+                grad_logits = (upcast(F.linear(hidden[s0:s1], w, b)) - lse[s0:s1, None]).exp_().mul_(-g[:, None])
+                local, inside = _in_slice(targets[s0:s1], v0, v1)
+                grad_logits.scatter_add_(-1, local[:, None], g.where(inside, 0.0)[:, None])
+                if grad_b is not None:
+                    b_sum = grad_logits.sum(0) if b_sum is None else b_sum.add_(grad_logits.sum(0))
+                grad_logits = grad_logits.to(weight.dtype)
+                if grad_h is not None:
+                    grad_h[s0:s1] += grad_logits @ w
+                if grad_w is not None:
+                    part = grad_logits.t() @ hidden[s0:s1]
+                    w_sum = part if len(rows) == 1 else part.to(acc) if w_sum is None else w_sum.add_(part)
+            if w_sum is not None:
+                grad_w[v0:v1] = w_sum
+            if b_sum is not None:
+                grad_b[v0:v1] = b_sum
         grad_h = grad_h.to(ctx.hidden_dtype) if grad_h is not None else None
-        grad_w = grad_w.to(weight.dtype) if grad_w is not None else None
-        grad_b = grad_b.to(bias.dtype) if grad_b is not None else None
-        return grad_h, grad_w, grad_b, None, None
+        return grad_h, grad_w, grad_b, None, None, None
 
 
 def plain_sequence_logps(model: nn.Module, batch: dict[str, Tensor]) -> SequenceLogps:

@@ -15,7 +15,9 @@ from torch import Tensor, nn
 from torch.nn.attention import sdpa_kernel
 
 from . import refcache
-from .logprobs import MASKED_SDPA_BACKENDS, ResponseStates, pair_logps, response_states, token_kl, unwrap
+from .logprobs import (
+    MASKED_SDPA_BACKENDS, TOKEN_CHUNK, VOCAB_CHUNK, ResponseStates, pair_logps, response_states, token_kl, unwrap,
+)
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics
 from .models.embedded import default_cache_dir
@@ -40,14 +42,16 @@ class DPOModule(LightningModule):
 
     def __init__(self, policy: nn.Module, loss: PreferenceLoss, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, reference: nn.Module | None = None,
-                 fused_head: bool = True, head_chunk_size: int = 1024, separate_halves: bool = True,
+                 fused_head: bool = True, head_chunk_size: int = TOKEN_CHUNK,
+                 head_vocab_chunk_size: int = VOCAB_CHUNK, separate_halves: bool = True,
                  compute_kl: bool = True, disable_dropout: bool = True, precompute_ref: bool = False,
                  ref_cache_dir: str | None = None, activation_checkpointing: bool = False,
                  compile: bool = False) -> None:
         super().__init__()
         self.policy, self.reference, self.loss_fn = policy, reference, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.fused_head, self.head_chunk_size, self.separate_halves = fused_head, head_chunk_size, separate_halves
+        self.fused_head, self.separate_halves = fused_head, separate_halves
+        self.head_chunk_size, self.head_vocab_chunk_size = head_chunk_size, head_vocab_chunk_size
         self.adapter_reference = reference is None and is_peft_model(policy)
         self.has_reference = reference is not None or self.adapter_reference
         if loss.requires_reference and not self.has_reference:
@@ -92,7 +96,7 @@ class DPOModule(LightningModule):
         return self.loss_fn(policy, reference), policy, kl
 
     def _pairs(self, states: ResponseStates) -> PairLogps:
-        return pair_logps(states, self.head_chunk_size)
+        return pair_logps(states, self.head_chunk_size, self.head_vocab_chunk_size)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         # Activation checkpointing recomputes attention inside backward: with the same SDPA kernels as the forward
