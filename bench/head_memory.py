@@ -1,6 +1,6 @@
 """The LM head's log-probs of response tokens, forward + backward: our tiled head against the plain computation.
 
-    python bench/head_memory.py                                  # GPU-workload head: 1024 tokens, 2048 x 128256, bf16
+    python bench/head_memory.py                                  # GPU-workload head: 2048 tokens, 2048 x 128256, bf16
     python bench/head_memory.py --rows 512 --hidden 576 --vocab 49152 --dtype float32   # the embedded SmolLM2 head
 
 "plain" is what a trainer without a fused head does (TRL's DPOTrainer among them): `logits = h W^T`, upcast to fp32,
@@ -71,7 +71,7 @@ def child(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=1024, help="response tokens")
+    p.add_argument("--rows", type=int, default=2048, help="response tokens")
     p.add_argument("--hidden", type=int, default=2048)
     p.add_argument("--vocab", type=int, default=128256)
     p.add_argument("--dtype", default="bfloat16")

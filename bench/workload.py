@@ -16,7 +16,8 @@ PRESETS = {
     "gpu": dict(model="llama1b", batch=8, max_length=1024, max_prompt_length=512, dtype="bfloat16", device="cuda",
                 steps=8, warmup=2),
 }
-SHAPES = {  # random-init shapes (speed only): hidden, layers, heads, kv heads, intermediate, vocab
+SHAPES = {  # random-init shapes (speed only): hidden, layers, heads, kv heads, intermediate, vocab. The LM head is
+    # tied to the embedding, as in Llama-3.2-1B and SmolLM2: llama1b has 1.24B parameters.
     "llama1b": (2048, 16, 32, 8, 8192, 128256),
     "smollm2": (576, 30, 9, 3, 1536, 49152),
     "tiny": (64, 2, 4, 2, 128, 49152),
@@ -35,7 +36,7 @@ def load_model(args, dtype: torch.dtype):
 
     hidden, layers, heads, kv, inter, vocab = SHAPES[args.model]
     cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
-                      intermediate_size=inter, vocab_size=vocab, max_position_embeddings=4096, tie_word_embeddings=False)
+                      intermediate_size=inter, vocab_size=vocab, max_position_embeddings=4096, tie_word_embeddings=True)
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
     with torch.device(args.device):  # random init on the device: seconds instead of a minute on CPU for 1B
@@ -69,7 +70,9 @@ def load_pairs(args, tokenizer):
 def textbook_flops(model, pairs) -> float:
     """FLOPs of one DPO step done the textbook way without padding: 8·N·T + attention (see module docstring)."""
     cfg = model.config
-    n = sum(p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name)
+    head, embedding = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    # parameters that multiply every token: all but the input embedding (a lookup), the LM head even when tied to it
+    n = sum(p.numel() for p in model.parameters()) - embedding.numel() + (head.numel() if head is embedding else 0)
     lengths = [len(p.prompt) + len(r) for p in pairs for r in (p.chosen, p.rejected)]
     attention = sum(4 * cfg.num_hidden_layers * cfg.hidden_size * L * L for L in lengths)  # QK^T and AV, forward
     return 8 * n * sum(lengths) + 4 * attention  # forward (x1 policy, x1 reference) + backward (x2 policy)

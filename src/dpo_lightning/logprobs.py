@@ -62,9 +62,16 @@ def response_states(model: nn.Module, batch: dict[str, Tensor], fused_head: bool
 
     With `separate_halves`, the chosen rows and the rejected rows run as two forwards, each trimmed to its own
     longest sequence: less padding, and smaller activations (measured ~30% faster on CPU); results are identical.
+    Both layouts run under the SDPA kernels of `SDPA_BACKENDS` (and `DPOModule.backward` under the same, so that
+    activation checkpointing recomputes each layer with the kernel its forward used).
     """
-    if is_packed(batch):
-        return _packed_states(model, batch, fused_head)
+    with sdpa_kernel(SDPA_BACKENDS):
+        if is_packed(batch):
+            return _packed_states(model, batch, fused_head)
+        return _textbook_states(model, batch, fused_head, separate_halves)
+
+
+def _textbook_states(model: nn.Module, batch: dict[str, Tensor], fused_head: bool, separate_halves: bool) -> ResponseStates:
     n_rows = batch["input_ids"].shape[0]
     groups = [(0, n_rows // 2), (n_rows // 2, n_rows)] if separate_halves and n_rows > 1 else [(0, n_rows)]
     parts = [_group_states(model, _trimmed(batch, start, stop), fused_head, start) for start, stop in groups]
@@ -103,9 +110,9 @@ def _states_at(model: nn.Module, inputs: dict[str, Tensor], select: Callable[[Te
 
 # Attention implementations that take an arbitrary 4D mask (the packed layout needs one).
 MASKED_ATTENTION = {"sdpa", "eager"}
-# SDPA kernels for the packed layout's mask. Not cuDNN: on an H100 (torch 2.11) it builds a new cuDNN graph for
-# every new sequence length, ~27 ms of CPU per attention call, which made a 1B step 5x slower (measured, profiler).
-MASKED_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# SDPA kernels for both layouts' masks. Not cuDNN: on an H100 (torch 2.11) it builds a new cuDNN graph for every
+# new sequence length, ~27 ms of CPU per attention call, which made a 1B step 5x slower (measured, profiler).
+SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 # LM-head tiles: rows (response tokens) x vocabulary entries. One tile's fp32 logits are 128 MB at these sizes.
 TOKEN_CHUNK, VOCAB_CHUNK = 4096, 8192
 KL_ELEMENTS = 1 << 23  # elements of one fp32 temporary in token_kl (32 MB)
@@ -133,9 +140,8 @@ def _packed_states(model: nn.Module, batch: dict[str, Tensor], fused_head: bool)
                          f"the model uses {attn!r}: set data.packing=false or model.attn_implementation=sdpa")
     inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
               "attention_mask": packed_attention_mask(batch, None if attn == "sdpa" else inner.dtype)}
-    with sdpa_kernel(MASKED_SDPA_BACKENDS):
-        return _states_at(model, inputs, lambda x: x.flatten(0, 1)[batch["predict_index"]], fused_head,
-                          batch["targets"], batch["target_rows"], 2 * pair_count(batch))
+    return _states_at(model, inputs, lambda x: x.flatten(0, 1)[batch["predict_index"]], fused_head,
+                      batch["targets"], batch["target_rows"], 2 * pair_count(batch))
 
 
 def upcast(x: Tensor) -> Tensor:

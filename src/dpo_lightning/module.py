@@ -16,7 +16,7 @@ from torch.nn.attention import sdpa_kernel
 
 from . import refcache
 from .logprobs import (
-    MASKED_SDPA_BACKENDS, TOKEN_CHUNK, VOCAB_CHUNK, ResponseStates, pair_logps, response_states, token_kl, unwrap,
+    SDPA_BACKENDS, TOKEN_CHUNK, VOCAB_CHUNK, ResponseStates, pair_logps, response_states, token_kl, unwrap,
 )
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics
@@ -100,8 +100,8 @@ class DPOModule(LightningModule):
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         # Activation checkpointing recomputes attention inside backward: with the same SDPA kernels as the forward
-        # (see logprobs.MASKED_SDPA_BACKENDS), or the recomputed tensors would not match the saved ones.
-        with sdpa_kernel(MASKED_SDPA_BACKENDS):
+        # (see logprobs.SDPA_BACKENDS), or the recomputed tensors would not match the saved ones.
+        with sdpa_kernel(SDPA_BACKENDS):
             super().backward(loss, *args, **kwargs)
 
     def on_fit_start(self) -> None:
