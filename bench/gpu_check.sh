@@ -3,6 +3,7 @@
 #
 #   bash bench/gpu_check.sh <out-dir>                 # the benchmark and the LM-head memory check (~5 minutes)
 #   TRAIN_CHECKS=1 bash bench/gpu_check.sh <out-dir>  # plus train.py with bf16, FSDP, precompute+compile, QLoRA
+#   DRY_RUN=1 bash bench/gpu_check.sh <out-dir>       # the same steps, tiny and on CPU: checks the script itself
 #
 # Needs, beside the repo: wheels in .whl/ for what the machine lacks (hydra-core, omegaconf, antlr4, datasets, dill,
 # multiprocess, trl), a tokenizer folder (TOKENIZER, default .devcarry/tokenizer: the embedded SmolLM2 tokenizer)
@@ -15,9 +16,9 @@ TOK=${TOKENIZER:-.devcarry/tokenizer}
 DATA=${DATA:-.devcarry/test.jsonl.gz}
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=disabled HYDRA_FULL_ERROR=1
 export DPO_LIGHTNING_CACHE=/tmp/dpo_cache
-if ls .whl/*.whl >/dev/null 2>&1; then python3 -m pip install -q --no-index --no-deps .whl/*.whl 2>&1 | tail -2; fi
+if [ "${DRY_RUN:-0}" != 1 ] && ls .whl/*.whl >/dev/null 2>&1; then python3 -m pip install -q --no-index --no-deps .whl/*.whl 2>&1 | tail -2; fi
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   python3 -c "import torch, transformers, lightning, trl, peft; print('torch', torch.__version__, '| transformers', transformers.__version__, '| lightning', lightning.__version__, '| trl', trl.__version__, '| peft', peft.__version__)"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
@@ -32,13 +33,18 @@ step() {  # step <name> <seconds> <command...>: run, keep its log, report how it
 # 1. Issue 5: ours against TRL's DPOTrainer, 1B Llama shape, bf16, batch 8, max_length 1024: both defaults; the
 #    precomputed reference, alone and with activation checkpointing (the memory target); TRL with checkpointing
 #    (its DPOConfig default) and with its non-fused AdamW (to rule the optimizer out of TRL's timing).
-step bench 360 python3 bench/throughput.py --preset gpu --tokenizer "$TOK" --data "$DATA" --out "$OUT/bench" \
+BENCH_ARGS=(--preset gpu --tokenizer "$TOK") HEAD_ARGS=(--device cuda --rows 2048)
+if [ "${DRY_RUN:-0}" = 1 ]; then  # tiny and on CPU, with the embedded tokenizer
+  BENCH_ARGS=(--model tiny --device cpu --dtype float32 --batch 2 --steps 1 --warmup 1 --max-length 128 --max-prompt-length 64)
+  HEAD_ARGS=(--rows 64 --hidden 32 --vocab 2000 --dtype float32)
+fi
+step bench 360 python3 bench/throughput.py "${BENCH_ARGS[@]}" --data "$DATA" --out "$OUT/bench" \
   --variants "ours;trl;ours:precompute_ref=true;ours:precompute_ref=true,checkpointing=true;trl:checkpointing=true;trl:optim=foreach"
 cp "$OUT/bench/results.md" "$OUT/bench_results.md" 2>/dev/null
 tail -14 "$OUT/bench.log"
 # The LM head alone at this workload's shape (2048 tokens, 2048 x 128256, bf16): peak memory and time, tiled
 # against the plain full-logits computation.
-step head 120 python3 bench/head_memory.py --device cuda --rows 2048
+step head 120 python3 bench/head_memory.py "${HEAD_ARGS[@]}"
 cat "$OUT/head.log"
 [ "${TRAIN_CHECKS:-0}" = 1 ] || { cat "$OUT/summary.txt"; exit 0; }
 
