@@ -258,9 +258,12 @@ class ChunkedTokenLogps(torch.autograd.Function):
                 grad_logits = grad_logits.to(weight.dtype)
                 if grad_h is not None:
                     grad_h[s0:s1] += grad_logits @ w
-                if grad_w is not None:
+                if grad_w is not None:  # this slice's gradient from these rows, in W's dtype (as autograd's)
                     part = grad_logits.t() @ hidden[s0:s1]
-                    w_sum = part if len(rows) == 1 else part.to(acc) if w_sum is None else w_sum.add_(part)
+                    if len(rows) == 1:
+                        w_sum = part
+                    else:  # several row chunks: summed in fp32
+                        w_sum = part.to(acc) if w_sum is None else w_sum.add_(part)
             if w_sum is not None:
                 grad_w[v0:v1] = w_sum
             if b_sum is not None:
