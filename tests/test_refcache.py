@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from torch.testing import assert_close
 
 from conftest import run_script
@@ -66,7 +67,9 @@ def test_train_with_precomputed_reference_matches_live_reference_and_reuses_the_
     assert "0 pairs from the cache" in first.stdout + first.stderr
     files = list((tmp_path / "cache" / "ref_logps").glob("*.pt"))
     assert len(files) == 1 and len(ReferenceLogps.load(files[0])) == 16 + 8  # train + validation pairs
-    second = run_script("train.py", *common, *cache, "loss.beta=0.5", f"hydra.run.dir={again}")
+    # a sweep job with another beta, through experiment=low_memory (precompute_ref plus activation checkpointing)
+    second = run_script("train.py", *common, "experiment=low_memory", cache[0], "loss.beta=0.5", f"hydra.run.dir={again}")
+    assert yaml.safe_load((again / "config.yaml").read_text())["module"]["activation_checkpointing"] is True
     assert "24 pairs from the cache" in second.stdout + second.stderr and "0 computed now" in second.stdout + second.stderr
 
     m_live, m_cached = (json.loads((run / "metrics.json").read_text()) for run in (live, cached))

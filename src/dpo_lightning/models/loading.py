@@ -60,7 +60,7 @@ def run_final_model(run_dir: str) -> str:
 
 def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | None = None,
                    trust_remote_code: bool = False, allow_pickle: bool = False, attn_implementation: str | None = "sdpa",
-                   gradient_checkpointing: bool = False, cache_dir: str | None = None,
+                   cache_dir: str | None = None,
                    init_from: str | None = None, quantization: str | None = None) -> LoadedModel:
     """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id).
 
@@ -79,7 +79,7 @@ def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | No
         use_safetensors=None if allow_pickle else True, attn_implementation=attn_implementation,
         **quantization_kwargs(quantization, dtype),
     )
-    prepare_for_training(model, gradient_checkpointing)
+    prepare_for_training(model)
     return LoadedModel(model, load_tokenizer(source, trust_remote_code, revision), name_or_path)
 
 
@@ -109,10 +109,9 @@ def check_quantization(quantization: str) -> None:
         raise ValueError("peft=qlora needs bitsandbytes: pip install bitsandbytes")
 
 
-def prepare_for_training(model: nn.Module, gradient_checkpointing: bool = False) -> None:
+def prepare_for_training(model: nn.Module) -> None:
+    """No KV cache in training forwards (activation checkpointing is `module.activation_checkpointing`)."""
     model.config.use_cache = False
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hidden_size: int = 8,
