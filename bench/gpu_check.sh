@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of the performance (issue 5) and scale (issue 4) work, as one script for a lent GPU machine.
 #
-#   bash bench/gpu_check.sh <out-dir>                 # the benchmark and the LM-head memory check (~5 minutes)
+#   bash bench/gpu_check.sh <out-dir>                 # benchmark, LM-head check, switches (under 8 minutes)
 #   TRAIN_CHECKS=1 bash bench/gpu_check.sh <out-dir>  # plus train.py with bf16, FSDP, precompute+compile, QLoRA
 #   DRY_RUN=1 bash bench/gpu_check.sh <out-dir>       # the same steps, tiny and on CPU: checks the script itself
 #
@@ -46,6 +46,11 @@ tail -14 "$OUT/bench.log"
 # against the plain full-logits computation.
 step head 120 python3 bench/head_memory.py "${HEAD_ARGS[@]}"
 cat "$OUT/head.log"
+# The remaining switches, each measured against our default in one run: compile, checkpointing alone, and bf16
+# autocast over fp32 weights.
+step switches 240 python3 bench/throughput.py "${BENCH_ARGS[@]}" --data "$DATA" --out "$OUT/switches" \
+  --variants "ours;ours:compile=true;ours:checkpointing=true;ours:dtype=float32,precision=bf16-mixed"
+tail -8 "$OUT/switches.log"
 [ "${TRAIN_CHECKS:-0}" = 1 ] || { cat "$OUT/summary.txt"; exit 0; }
 
 # 2. Issue 4: train.py on the GPU with the trainer options (tiny model, built-in data, a few steps each).
