@@ -50,11 +50,12 @@ def child(args) -> dict:
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     rss_before = peak_memory("cpu")
-    ends = (run_ours if name == "ours" else run_trl)(args, opts, policy, reference, tokenizer, pairs)
+    info: dict = {}
+    ends = (run_ours if name == "ours" else run_trl)(args, opts, policy, reference, tokenizer, pairs, info)
     seconds = (ends[-1] - ends[args.warmup - 1]) / (len(ends) - args.warmup)
     result = {"variant": args.variant, "seconds_per_step": seconds, "pairs_per_second": args.batch / seconds,
               "peak_memory_gib": peak_memory(args.device), "rss_after_setup_gib": rss_before, "data": source,
-              "steps_timed": len(ends) - args.warmup}
+              "steps_timed": len(ends) - args.warmup, **info}
     if args.device.startswith("cuda"):
         result["alloc_retries"] = torch.cuda.memory_stats().get("num_alloc_retries", 0)
     if args.device.startswith("cuda"):
@@ -144,6 +145,11 @@ def report(args, command: str, parity_result: dict, results: list[dict]) -> str:
                  f" {r['peak_memory_gib'] / leanest['peak_memory_gib']:.2f}x ({leanest['variant']}) |") if fastest else ""
         lines.append(f"| {r['variant']} | {r['seconds_per_step']:.3f} | {r['pairs_per_second']:.2f} | "
                      f"{r['peak_memory_gib']:.2f} | {mfu} | {speed} | {mem} |" + extra)
+    for r in results:
+        if "precompute_ref_seconds" in r:
+            lines.append(f"\n{r['variant']}: the reference pass over all {r['precompute_ref_pairs']} pairs "
+                         f"took {r['precompute_ref_seconds']:.2f} s before the timed steps (once per model and data: "
+                         "cached on disk in train.py)")
     return "\n".join(lines)
 
 

@@ -25,7 +25,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_ours(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
+def run_ours(args, opts, policy, reference, tokenizer, pairs, info: dict) -> list[float]:
+    """Train on `pairs`; the end time of every step. One-off costs outside the steps go into `info`."""
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -58,7 +59,7 @@ def run_ours(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
         start = time.perf_counter()
         module.ref_logps = refcache.load_or_compute(None, score, loader).to(args.device)
         module.reference = reference = None
-        print(f"precompute_ref: {time.perf_counter() - start:.2f} s for {len(pairs)} pairs", file=sys.stderr)
+        info.update(precompute_ref_seconds=time.perf_counter() - start, precompute_ref_pairs=len(pairs))
     ends: list[float] = []
     profiler = None
     if opts.get("profile") == "true":  # the timed steps under torch.profiler; the top ops go to stderr
@@ -121,7 +122,7 @@ def make_trl(args, opts, policy, reference, tokenizer, pairs, out: str, max_step
                                processing_class=tokenizer, callbacks=list(callbacks))
 
 
-def run_trl(args, opts, policy, reference, tokenizer, pairs) -> list[float]:
+def run_trl(args, opts, policy, reference, tokenizer, pairs, info: dict) -> list[float]:
     from transformers import TrainerCallback
 
     ends: list[float] = []

@@ -25,6 +25,8 @@ def test_throughput_harness_side_by_side_with_trl(tmp_path):
     table = (out / "results.md").read_text()
     assert "Parity (fp32, first batch)" in table and ": OK" in table
     assert "memory vs leanest TRL" in table  # several TRL variants: the most demanding comparison is reported too
+    assert results["ours:precompute_ref=true,checkpointing=true"]["precompute_ref_pairs"] == 4  # 2 steps of 2 pairs
+    assert "the reference pass over all 4 pairs took" in table
     ratio = results["ours"]["pairs_per_second"] / results["trl"]["pairs_per_second"]
     assert f"| {ratio:.2f}x |" in table
 
