@@ -144,6 +144,8 @@ def test_bad_config_messages_name_the_allowed_range():
         validate_config(compose("loss.beta=-1"))
     with pytest.raises(ConfigError, match=r"must be in \[0, 0\.5\)"):
         validate_config(compose("loss.label_smoothing=0.7"))
+    with pytest.raises(ConfigError, match=r"module\.head_vocab_chunk_size .* must be an integer >= 1, got 0"):
+        validate_config(compose("module.head_vocab_chunk_size=0"))
     validate_config(compose("model=mistral", "data=shp"))  # hub ids pass
 
 

@@ -32,6 +32,10 @@ def validate_config(cfg: DictConfig) -> None:
     for key, allowed in (("on_bad_row", ("error", "skip")), ("truncation_mode", ("keep_end", "keep_start", "drop"))):
         if key in data and data[key] not in allowed:
             raise ConfigError(f"data.{key} must be one of {allowed}, got {data[key]!r}")
+    for key in ("head_chunk_size", "head_vocab_chunk_size"):
+        value = (cfg.get("module") or {}).get(key)
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            raise ConfigError(f"module.{key} (the LM head's tile size) must be an integer >= 1, got {value!r}")
     attn = cfg.model.get("attn_implementation")
     if data.get("packing", False) and attn is not None and attn not in MASKED_ATTENTION:
         raise ConfigError(f"data.packing=true needs an attention that takes a 4D mask (sdpa or eager), but "
