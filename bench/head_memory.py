@@ -6,16 +6,15 @@
 "plain" is what a trainer without a fused head does (TRL's DPOTrainer among them): `logits = h W^T`, upcast to fp32,
 log_softmax, gather the targets, and autograd for the backward. "tiled" is `dpo_lightning.logprobs.token_logps`.
 Each runs in its own child process on the same random inputs; the memory figure is the peak memory (RSS on CPU,
-`torch.cuda.max_memory_allocated` on GPU) of the first step
-above the inputs (weights and hidden states): the gradients themselves plus the temporaries, i.e. what the head adds
-to a training step's peak. Seconds are those of a second, identical step. `--src` imports dpo_lightning from another checkout (e.g. an older commit).
+`torch.cuda.max_memory_allocated` on GPU) of the first step above the inputs (weights and hidden states): the
+gradients themselves plus the temporaries, i.e. what the head adds to a training step's peak. Seconds are those of
+a second, identical step. `--src` imports dpo_lightning from another checkout (e.g. an older commit).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -23,13 +22,9 @@ from pathlib import Path
 
 import torch
 
+from trainers import peak_memory, sync
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def peak_gib(device: str) -> float:
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
 
 
 def child(args) -> dict:
@@ -55,14 +50,13 @@ def child(args) -> dict:
         (logps * weights).sum().backward()
         return logps.detach()
 
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    before = peak_gib(dev)
+    before = peak_memory(dev)
     step()  # the first step sets the peak; the second is timed
-    extra = peak_gib(dev) - before
-    sync()
+    extra = peak_memory(dev) - before
+    sync(dev)
     start = time.perf_counter()
     logps = step()
-    sync()
+    sync(dev)
     seconds = time.perf_counter() - start
     return {"impl": args.impl, "src": args.src, "extra_peak_gib": extra, "seconds": seconds,
             "logps_sum": float(logps.sum()), "grad_w_norm": float(head.weight.grad.float().norm()),

@@ -58,7 +58,6 @@ def child(args) -> dict:
               "steps_timed": len(ends) - args.warmup, **info}
     if args.device.startswith("cuda"):
         result["alloc_retries"] = torch.cuda.memory_stats().get("num_alloc_retries", 0)
-    if args.device.startswith("cuda"):
         flops = sum(textbook_flops(policy, pairs[i * args.batch:(i + 1) * args.batch])
                     for i in range(args.warmup, len(ends))) / (len(ends) - args.warmup)
         result["mfu"] = flops / seconds / (args.peak_tflops * 1e12)

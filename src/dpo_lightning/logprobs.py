@@ -100,7 +100,7 @@ def _group_states(model: nn.Module, batch: dict[str, Tensor], fused_head: bool, 
 def _states_at(model: nn.Module, inputs: dict[str, Tensor], select: Callable[[Tensor], Tensor], fused_head: bool,
                targets: Tensor, rows: Tensor, n_rows: int) -> ResponseStates:
     """One forward; keep `select(...)` of its per-position outputs: the final hidden states on the fused path
-    (the LM head runs later, chunked), else the model's own logits."""
+    (the LM head runs later, tiled), else the model's own logits."""
     inner = unwrap(model)
     if fused_head and has_plain_head(model):
         hidden = inner.base_model(**inputs, use_cache=False).last_hidden_state
