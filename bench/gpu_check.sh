@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of the performance (issue 5) and scale (issue 4) work, as one script for a lent GPU machine.
 #
-#   bash bench/gpu_check.sh <out-dir>                 # benchmark, LM-head check, switches (under 8 minutes)
+#   bash bench/gpu_check.sh <out-dir>                 # benchmark with every switch, LM-head check (under 8 minutes)
 #   TRAIN_CHECKS=1 bash bench/gpu_check.sh <out-dir>  # plus train.py with bf16, FSDP, precompute+compile, QLoRA
 #   DRY_RUN=1 bash bench/gpu_check.sh <out-dir>       # the same steps, tiny and on CPU: checks the script itself
 #
@@ -30,30 +30,28 @@ step() {  # step <name> <seconds> <command...>: run, keep its log, report how it
   echo "== $name: exit $? in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
 }
 
-# 1. Issue 5: ours against TRL's DPOTrainer, 1B Llama shape, bf16, batch 8, max_length 1024: both defaults; the
-#    precomputed reference, alone and with activation checkpointing (the memory target); TRL with checkpointing
-#    (its DPOConfig default) and with its non-fused AdamW (to rule the optimizer out of TRL's timing).
+# 1. Issue 5: ours against TRL's DPOTrainer, 1B Llama shape, bf16, batch 8, max_length 1024, all in one run so every
+#    ratio is side by side: both defaults; both lean setups (reference log-probs precomputed, no reference model held,
+#    activation checkpointing: the memory target); TRL with checkpointing alone (its DPOConfig default); then our
+#    switches one at a time (precomputed reference, checkpointing, bf16 autocast over fp32 weights); TRL with its
+#    non-fused AdamW (to rule the optimizer out of its timing); compile last, as it takes longest.
 BENCH_ARGS=(--preset gpu --tokenizer "$TOK") HEAD_ARGS=(--device cuda --rows 2048)
 if [ "${DRY_RUN:-0}" = 1 ]; then  # tiny and on CPU, with the embedded tokenizer
   BENCH_ARGS=(--model tiny --device cpu --dtype float32 --batch 2 --steps 1 --warmup 1 --max-length 128 --max-prompt-length 64)
   HEAD_ARGS=(--rows 64 --hidden 32 --vocab 2000 --dtype float32)
 fi
-step bench 360 python3 bench/throughput.py "${BENCH_ARGS[@]}" --data "$DATA" --out "$OUT/bench" \
-  --variants "ours;trl;ours:precompute_ref=true;ours:precompute_ref=true,checkpointing=true;trl:checkpointing=true;trl:optim=foreach"
-cp "$OUT/bench/results.md" "$OUT/bench_results.md" 2>/dev/null
-tail -14 "$OUT/bench.log"
-# The LM head alone at this workload's shape (2048 tokens, 2048 x 128256, bf16): peak memory and time, tiled
-# against the plain full-logits computation.
-step head 120 python3 bench/head_memory.py "${HEAD_ARGS[@]}"
+LEAN=precompute_ref=true,checkpointing=true
+step bench 450 python3 bench/throughput.py "${BENCH_ARGS[@]}" --data "$DATA" --out /tmp/gpu_check_bench \
+  --variants "ours;trl;ours:$LEAN;trl:$LEAN;trl:checkpointing=true;ours:precompute_ref=true;ours:checkpointing=true;ours:dtype=float32,precision=bf16-mixed;trl:optim=foreach;ours:compile=true"
+for f in results.md results.json; do cp "/tmp/gpu_check_bench/$f" "$OUT/bench_$f" 2>/dev/null; done
+tail -20 "$OUT/bench.log"
+# 2. The LM head alone at this workload's shape (2048 tokens, 2048 x 128256, bf16): peak memory and time, tiled
+#    against the plain full-logits computation.
+step head 100 python3 bench/head_memory.py "${HEAD_ARGS[@]}"
 cat "$OUT/head.log"
-# The remaining switches, each measured against our default in one run: compile, checkpointing alone, and bf16
-# autocast over fp32 weights.
-step switches 240 python3 bench/throughput.py "${BENCH_ARGS[@]}" --data "$DATA" --out "$OUT/switches" \
-  --variants "ours;ours:compile=true;ours:checkpointing=true;ours:dtype=float32,precision=bf16-mixed"
-tail -8 "$OUT/switches.log"
 [ "${TRAIN_CHECKS:-0}" = 1 ] || { cat "$OUT/summary.txt"; exit 0; }
 
-# 2. Issue 4: train.py on the GPU with the trainer options (tiny model, built-in data, a few steps each).
+# 3. Issue 4: train.py on the GPU with the trainer options (tiny model, built-in data, a few steps each).
 TINY="model=tiny model.tokenizer_from=$TOK data.max_train_pairs=32 data.max_val_pairs=16 trainer.max_steps=4 logger=csv"
 run() {  # run <name> <overrides...>: one train.py job; print its metrics and check final/ loads
   local name=$1; shift

@@ -41,17 +41,20 @@ def child(args) -> dict:
     name, opts = options(args.variant)
     dtype = getattr(torch, opts.get("dtype", args.dtype))
     policy, tokenizer = load_model(args, dtype)
-    lora = opts.get("lora") == "true"  # LoRA needs no second copy: the reference is the adapter disabled
-    reference = None if lora else load_model(args, dtype)[0].eval().requires_grad_(False)
-    for model in (policy, reference):
-        if model is not None and "attn" in opts:  # attention implementation: sdpa (default) or eager
-            model.config._attn_implementation = opts["attn"]
+    if "attn" in opts:  # attention implementation: sdpa (default) or eager
+        policy.config._attn_implementation = opts["attn"]
+
+    def load_reference():  # the runner holds the only handle, so a runner that frees it (precompute_ref) frees it
+        reference = load_model(args, dtype)[0].eval().requires_grad_(False)
+        reference.config._attn_implementation = policy.config._attn_implementation
+        return reference
+
     pairs, source = load_pairs(args, tokenizer)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     rss_before = peak_memory("cpu")
     info: dict = {}
-    ends = (run_ours if name == "ours" else run_trl)(args, opts, policy, reference, tokenizer, pairs, info)
+    ends = (run_ours if name == "ours" else run_trl)(args, opts, policy, load_reference, tokenizer, pairs, info)
     seconds = (ends[-1] - ends[args.warmup - 1]) / (len(ends) - args.warmup)
     result = {"variant": args.variant, "seconds_per_step": seconds, "pairs_per_second": args.batch / seconds,
               "peak_memory_gib": peak_memory(args.device), "rss_after_setup_gib": rss_before, "data": source,

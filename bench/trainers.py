@@ -25,7 +25,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_ours(args, opts, policy, reference, tokenizer, pairs, info: dict) -> list[float]:
+def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -> list[float]:
     """Train on `pairs`; the end time of every step. One-off costs outside the steps go into `info`."""
     import lightning as L
     from torch.utils.data import DataLoader
@@ -40,6 +40,8 @@ def run_ours(args, opts, policy, reference, tokenizer, pairs, info: dict) -> lis
         from dpo_lightning.models import wrap_lora
 
         policy, reference = wrap_lora(policy, r=int(opts.get("r", 16)), alpha=2 * int(opts.get("r", 16)), dropout=0.0), None
+    else:
+        reference = load_reference()
     packing = opts.get("packing", "true") == "true"
     collator = PackedPairCollator(pad) if packing else PairCollator(pad)
     loader = DataLoader(pairs, batch_size=args.batch, shuffle=False, collate_fn=collator)
@@ -117,12 +119,15 @@ def make_trl(args, opts, policy, reference, tokenizer, pairs, out: str, max_step
                     bf16=policy.dtype == torch.bfloat16, max_steps=max_steps, logging_steps=1, report_to=[],
                     save_strategy="no", use_cpu=not args.device.startswith("cuda"), disable_tqdm=True,
                     optim="adamw_torch_fused" if opts.get("optim", "fused") == "fused" else "adamw_torch",
-                    dataloader_num_workers=0, padding_free=opts.get("padding_free") == "true", seed=0)
+                    dataloader_num_workers=0, padding_free=opts.get("padding_free") == "true", seed=0,
+                    # precompute_ref=true: TRL scores the pairs with the untrained policy in its constructor (before
+                    # the timed steps) and holds no reference model while training
+                    precompute_ref_log_probs=opts.get("precompute_ref") == "true")
     return trl_trainer_class()(model=policy, ref_model=reference, args=cfg, train_dataset=Dataset.from_list(rows),
                                processing_class=tokenizer, callbacks=list(callbacks))
 
 
-def run_trl(args, opts, policy, reference, tokenizer, pairs, info: dict) -> list[float]:
+def run_trl(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -> list[float]:
     from transformers import TrainerCallback
 
     ends: list[float] = []
@@ -132,6 +137,10 @@ def run_trl(args, opts, policy, reference, tokenizer, pairs, info: dict) -> list
             sync(args.device)
             ends.append(time.perf_counter())
 
+    # precompute_ref=true: no reference model; TRL scores the pairs with the untrained policy instead
+    reference = None if opts.get("precompute_ref") == "true" else load_reference()
     with tempfile.TemporaryDirectory() as out:
-        make_trl(args, opts, policy, reference, tokenizer, pairs, out, len(pairs) // args.batch, [Timer()]).train()
+        trainer = make_trl(args, opts, policy, reference, tokenizer, pairs, out, len(pairs) // args.batch, [Timer()])
+        del reference  # the trainer holds the only handle
+        trainer.train()
     return ends
