@@ -7,7 +7,8 @@ Variant options: ours:packing=false (the textbook layout), checkpointing=true (a
 compile=true, precompute_ref=true (reference log-probs computed before the timed steps, reference freed),
 lora=true (LoRA r=16 on every linear layer, no reference copy; memory against full fine-tuning),
 precision=bf16-mixed, dtype=float32|bfloat16 (weights), optim=foreach (the multi-tensor AdamW, on either side,
-instead of the fused one); trl:padding_free=true.
+instead of the fused one); trl:padding_free=true, trl:precompute_ref=true (TRL's precompute_ref_log_probs: no
+reference model, the pairs scored by the untrained policy in its constructor).
 
 Every variant (ours, TRL, and ablations such as `ours:packing=false`) runs in its own child process on the same
 weights, pairs, batch order, batch size, max_length and optimizer (fused AdamW, constant lr, no weight decay), so peak

@@ -11,14 +11,15 @@ def test_throughput_harness_side_by_side_with_trl(tmp_path):
     out = tmp_path / "bench"
     run_script("bench/throughput.py", "--model", "tiny", "--data", "synthetic", "--batch", "2", "--steps", "1",
                "--warmup", "1", "--max-length", "128", "--max-prompt-length", "64", "--out", str(out),
-               "--variants", "ours;ours:precompute_ref=true,checkpointing=true;trl;trl:checkpointing=true")
+               "--variants", "ours;ours:precompute_ref=true,checkpointing=true;trl;trl:precompute_ref=true,checkpointing=true")
     saved = json.loads((out / "results.json").read_text())
     parity = saved["parity"]
     # TRL's own loss and log-probs on the same first batch, against ours, and TRL's logged metric against the
     # log-probs recomputed from its model: all within the gate
     assert parity["ok"] and parity["logps_max_rel_diff"] <= 1e-4 and parity["loss_rel_diff"] <= 1e-4, parity
     results = {r["variant"]: r for r in saved["results"]}
-    assert list(results) == ["ours", "ours:precompute_ref=true,checkpointing=true", "trl", "trl:checkpointing=true"]
+    assert list(results) == ["ours", "ours:precompute_ref=true,checkpointing=true", "trl",
+                             "trl:precompute_ref=true,checkpointing=true"]  # TRL with its precompute_ref_log_probs
     for r in results.values():
         assert "error" not in r, r.get("error")
         assert r["steps_timed"] == 1 and r["seconds_per_step"] > 0 and r["peak_memory_gib"] > 0
