@@ -71,6 +71,7 @@ def child(args) -> dict:
 # -- parity: the first batch scored both ways in fp32 -----------------------------------------------------------
 def parity(args) -> dict:
     from dpo_lightning.data import PackedPairCollator
+    from dpo_lightning.data.tokenize import pad_token_id
     from dpo_lightning.logprobs import response_states, sequence_logps
 
     policy, tokenizer = load_model(args, torch.float32)
@@ -81,7 +82,7 @@ def parity(args) -> dict:
             p.add_(torch.randn(p.shape, generator=g, device=p.device) * 1e-3 * p.std().clamp(min=1e-3))
     pairs = load_pairs(args, tokenizer)[0][: args.batch]
     with torch.no_grad():
-        batch = {k: v.to(args.device) for k, v in PackedPairCollator(tokenizer.pad_token_id or 0)(pairs).items()}
+        batch = {k: v.to(args.device) for k, v in PackedPairCollator(pad_token_id(tokenizer))(pairs).items()}
         ours = sequence_logps(response_states(policy, batch)).logps.double().cpu()
         ours_ref = sequence_logps(response_states(reference, batch)).logps.double().cpu()
     b = len(pairs)
@@ -189,7 +190,7 @@ def main() -> None:
         result = parity(args) if args.role == "parity" else child(args)
         Path(args.result).write_text(json.dumps(result))
         return
-    argv = [a for a in sys.argv[1:]]
+    argv = sys.argv[1:]
     command = "python bench/throughput.py " + " ".join(argv)
     parity_result = run_child(argv, "parity")
     print("parity:", json.dumps({k: v for k, v in parity_result.items() if not k.startswith("chosen_")}), flush=True)

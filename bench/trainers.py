@@ -9,6 +9,7 @@ import time
 
 import torch
 
+
 def options(variant: str) -> tuple[str, dict[str, str]]:
     name, _, rest = variant.partition(":")
     return name, dict(kv.split("=", 1) for kv in rest.split(",") if kv)
