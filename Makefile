@@ -10,7 +10,7 @@ EVAL_ARGS ?=
 # The main job's run directory (one per `make train`).
 RUN_DIR := outputs/main/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install train test test-slow clean
+.PHONY: install train test test-slow lint format clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) .cache outputs multirun .pytest_cache

@@ -1,6 +1,6 @@
 """Compare a DPO-trained model with its base model on held-out preference pairs. Example:
 
-    python evaluate.py run_dir=outputs/2026-11-27/10-00-00          # report in <run_dir>/eval/report.html
+python evaluate.py run_dir=outputs/2026-11-27/10-00-00          # report in <run_dir>/eval/report.html
 """
 
 import hydra

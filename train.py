@@ -1,8 +1,8 @@
 """Train a policy with DPO (or another preference loss). Examples:
 
-    python train.py                                   # embedded SmolLM2-135M-Instruct on the built-in set
-    python train.py model=mistral data=shp loss.beta=0.1
-    python train.py -m loss.beta=0.01,0.1,0.5         # a Hydra multirun sweep
+python train.py                                   # embedded SmolLM2-135M-Instruct on the built-in set
+python train.py model=mistral data=shp loss.beta=0.1
+python train.py -m loss.beta=0.01,0.1,0.5         # a Hydra multirun sweep
 """
 
 import hydra

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from trainers import peak_memory, sync
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +45,7 @@ def child(args) -> dict:
         if args.impl == "plain":
             logps = torch.log_softmax(head(hidden).float(), -1).gather(-1, targets[:, None]).squeeze(-1)
         else:
-            logps = token_logps(ResponseStates(hidden, head, targets, torch.zeros_like(targets), 1))
+            logps = token_logps(ResponseStates(targets, torch.zeros_like(targets), 1, hidden=hidden, head=head))
         (logps * weights).sum().backward()
         return logps.detach()
 
@@ -58,9 +57,15 @@ def child(args) -> dict:
     logps = step()
     sync(dev)
     seconds = time.perf_counter() - start
-    return {"impl": args.impl, "src": args.src, "extra_peak_gib": extra, "seconds": seconds,
-            "logps_sum": float(logps.sum()), "grad_w_norm": float(head.weight.grad.float().norm()),
-            "grad_h_norm": float(hidden.grad.float().norm())}
+    return {
+        "impl": args.impl,
+        "src": args.src,
+        "extra_peak_gib": extra,
+        "seconds": seconds,
+        "logps_sum": float(logps.sum()),
+        "grad_w_norm": float(head.weight.grad.float().norm()),
+        "grad_h_norm": float(hidden.grad.float().norm()),
+    }
 
 
 def main() -> None:
@@ -79,13 +84,27 @@ def main() -> None:
         return
     rows = []
     for impl in args.impls.split(","):
-        cmd = [sys.executable, __file__, "--impl", impl] + [f"--{k}={getattr(args, k)}" for k in ("rows", "hidden", "vocab", "dtype", "device", "src")]
+        cmd = [sys.executable, __file__, "--impl", impl] + [
+            f"--{k}={getattr(args, k)}" for k in ("rows", "hidden", "vocab", "dtype", "device", "src")
+        ]
         rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]))
     print(f"command: python bench/head_memory.py {' '.join(sys.argv[1:])}")
-    print(f"head: {args.rows} tokens x hidden {args.hidden} x vocab {args.vocab}, {args.dtype}, forward + backward, {args.device}")
-    print("| impl | extra peak memory (GiB) | seconds | sum of log-probs | grad W norm | grad h norm |\n|---|---|---|---|---|---|")
+    print(
+        f"head: {args.rows} tokens x hidden {args.hidden} x vocab {args.vocab}, {args.dtype}, forward + backward, "
+        f"{args.device}"
+    )
+    print("| impl | extra peak memory (GiB) | seconds | sum of log-probs | grad W norm | grad h norm |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['impl']} | {r['extra_peak_gib']:.3f} | {r['seconds']:.2f} | {r['logps_sum']:.4f} | {r['grad_w_norm']:.5g} | {r['grad_h_norm']:.5g} |")
+        cells = [
+            r["impl"],
+            f"{r['extra_peak_gib']:.3f}",
+            f"{r['seconds']:.2f}",
+            f"{r['logps_sum']:.4f}",
+            f"{r['grad_w_norm']:.5g}",
+            f"{r['grad_h_norm']:.5g}",
+        ]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from trainers import make_trl, options, peak_memory, run_ours, run_trl
 from workload import HH_TEST, PRESETS, SHAPES, load_model, load_pairs, textbook_flops
 
@@ -57,13 +56,21 @@ def child(args) -> dict:
     info: dict = {}
     ends = (run_ours if name == "ours" else run_trl)(args, opts, policy, load_reference, tokenizer, pairs, info)
     seconds = (ends[-1] - ends[args.warmup - 1]) / (len(ends) - args.warmup)
-    result = {"variant": args.variant, "seconds_per_step": seconds, "pairs_per_second": args.batch / seconds,
-              "peak_memory_gib": peak_memory(args.device), "rss_after_setup_gib": rss_before, "data": source,
-              "steps_timed": len(ends) - args.warmup, **info}
+    result = {
+        "variant": args.variant,
+        "seconds_per_step": seconds,
+        "pairs_per_second": args.batch / seconds,
+        "peak_memory_gib": peak_memory(args.device),
+        "rss_after_setup_gib": rss_before,
+        "data": source,
+        "steps_timed": len(ends) - args.warmup,
+        **info,
+    }
     if args.device.startswith("cuda"):
         result["alloc_retries"] = torch.cuda.memory_stats().get("num_alloc_retries", 0)
-        flops = sum(textbook_flops(policy, pairs[i * args.batch:(i + 1) * args.batch])
-                    for i in range(args.warmup, len(ends))) / (len(ends) - args.warmup)
+        flops = sum(
+            textbook_flops(policy, pairs[i * args.batch : (i + 1) * args.batch]) for i in range(args.warmup, len(ends))
+        ) / (len(ends) - args.warmup)
         result["mfu"] = flops / seconds / (args.peak_tflops * 1e12)
     return result
 
@@ -82,7 +89,7 @@ def parity(args) -> dict:
             p.add_(torch.randn(p.shape, generator=g, device=p.device) * 1e-3 * p.std().clamp(min=1e-3))
     pairs = load_pairs(args, tokenizer)[0][: args.batch]
     with torch.no_grad():
-        batch = {k: v.to(args.device) for k, v in PackedPairCollator(pad_token_id(tokenizer))(pairs).items()}
+        batch = PackedPairCollator(pad_token_id(tokenizer))(pairs).to(args.device)
         ours = sequence_logps(response_states(policy, batch)).logps.double().cpu()
         ours_ref = sequence_logps(response_states(reference, batch)).logps.double().cpu()
     b = len(pairs)
@@ -99,14 +106,26 @@ def parity(args) -> dict:
             labels = trl_batch["input_ids"].masked_fill(trl_batch["completion_mask"] == 0, -100)
             kwargs = {k: v for k, v in trl_batch.items() if k != "completion_mask"}
             # the per-pair log-probs exactly as DPOTrainer._compute_loss forms them
-            trl = trainer.model(**kwargs, labels=labels, fused_lm_head=True, use_cache=False).log_probs.sum(1).double().cpu()
+            trl = (
+                trainer.model(**kwargs, labels=labels, fused_lm_head=True, use_cache=False)
+                .log_probs.sum(1)
+                .double()
+                .cpu()
+            )
         trl_mean_chosen = trainer._metrics["train"]["logps/chosen"][-1]
     rel = ((ours - trl).abs() / trl.abs().clamp(min=1e-6)).max().item()
-    result = {"loss_ours": ours_loss, "loss_trl": trl_loss, "logps_max_rel_diff": rel,
-              "loss_rel_diff": abs(ours_loss - trl_loss) / abs(trl_loss),
-              "trl_metric_vs_recomputed_rel_diff": abs(trl[:b].mean().item() - trl_mean_chosen) / abs(trl_mean_chosen),
-              "chosen_logps_ours": ours[:b].tolist(), "chosen_logps_trl": trl[:b].tolist()}
-    result["ok"] = max(result["logps_max_rel_diff"], result["loss_rel_diff"], result["trl_metric_vs_recomputed_rel_diff"]) <= 1e-4
+    result = {
+        "loss_ours": ours_loss,
+        "loss_trl": trl_loss,
+        "logps_max_rel_diff": rel,
+        "loss_rel_diff": abs(ours_loss - trl_loss) / abs(trl_loss),
+        "trl_metric_vs_recomputed_rel_diff": abs(trl[:b].mean().item() - trl_mean_chosen) / abs(trl_mean_chosen),
+        "chosen_logps_ours": ours[:b].tolist(),
+        "chosen_logps_trl": trl[:b].tolist(),
+    }
+    result["ok"] = (
+        max(result["logps_max_rel_diff"], result["loss_rel_diff"], result["trl_metric_vs_recomputed_rel_diff"]) <= 1e-4
+    )
     return result
 
 
@@ -122,38 +141,60 @@ def run_child(argv: list[str], role: str, variant: str = "") -> dict:
         return json.loads(Path(f.name).read_text())
 
 
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device.startswith("cuda") else f"{os.cpu_count()} CPU cores"
+
+
 def report(args, command: str, parity_result: dict, results: list[dict]) -> str:
     base = next((r for r in results if r["variant"] == "trl" and "error" not in r), None)
     trls = [r for r in results if r["variant"].startswith("trl") and "error" not in r]
     # with several TRL variants, also the most demanding comparison: its fastest and its leanest variant
     fastest = max(trls, key=lambda r: r["pairs_per_second"]) if len(trls) > 1 else None
     leanest = min(trls, key=lambda r: r["peak_memory_gib"]) if len(trls) > 1 else None
-    lines = [f"Command: `{command}`", "",
-             f"Device: {args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else f'{os.cpu_count()} CPU cores'}); "
-             f"model {args.model}, {args.dtype}, batch {args.batch}, max_length {args.max_length}, "
-             f"{args.warmup} warm-up + {args.steps} timed steps; data: {results[0].get('data', '?')}", "",
-             f"Parity (fp32, first batch): loss ours {parity_result.get('loss_ours', float('nan')):.6f} vs TRL "
-             f"{parity_result.get('loss_trl', float('nan')):.6f}; per-pair log-probs max relative difference "
-             f"{parity_result.get('logps_max_rel_diff', float('nan')):.2e}: {'OK' if parity_result.get('ok') else 'FAILED'}", "",
-             "| variant | s/step | pairs/s | peak memory (GiB) | MFU | pairs/s vs TRL | memory vs TRL |"
-             + (" pairs/s vs fastest TRL | memory vs leanest TRL |" if fastest else ""),
-             "|---|---|---|---|---|---|---|" + ("---|---|" if fastest else "")]
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"Device: {args.device} ({device_name(args.device)}); "
+        f"model {args.model}, {args.dtype}, batch {args.batch}, max_length {args.max_length}, "
+        f"{args.warmup} warm-up + {args.steps} timed steps; data: {results[0].get('data', '?')}",
+        "",
+        f"Parity (fp32, first batch): loss ours {parity_result.get('loss_ours', float('nan')):.6f} vs TRL "
+        f"{parity_result.get('loss_trl', float('nan')):.6f}; per-pair log-probs max relative difference "
+        f"{parity_result.get('logps_max_rel_diff', float('nan')):.2e}: {'OK' if parity_result.get('ok') else 'FAILED'}",
+        "",
+        "| variant | s/step | pairs/s | peak memory (GiB) | MFU | pairs/s vs TRL | memory vs TRL |"
+        + (" pairs/s vs fastest TRL | memory vs leanest TRL |" if fastest else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if fastest else ""),
+    ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['variant']} | failed: {r['error'].strip().splitlines()[-1][:120]} | | | | | |" + (" | |" if fastest else ""))
+            lines.append(
+                f"| {r['variant']} | failed: {r['error'].strip().splitlines()[-1][:120]} | | | | | |"
+                + (" | |" if fastest else "")
+            )
             continue
         mfu = f"{r['mfu']:.1%}" if "mfu" in r else "-"
         speed = f"{r['pairs_per_second'] / base['pairs_per_second']:.2f}x" if base else "-"
         mem = f"{r['peak_memory_gib'] / base['peak_memory_gib']:.2f}x" if base else "-"
-        extra = (f" {r['pairs_per_second'] / fastest['pairs_per_second']:.2f}x ({fastest['variant']}) |"
-                 f" {r['peak_memory_gib'] / leanest['peak_memory_gib']:.2f}x ({leanest['variant']}) |") if fastest else ""
-        lines.append(f"| {r['variant']} | {r['seconds_per_step']:.3f} | {r['pairs_per_second']:.2f} | "
-                     f"{r['peak_memory_gib']:.2f} | {mfu} | {speed} | {mem} |" + extra)
+        extra = (
+            (
+                f" {r['pairs_per_second'] / fastest['pairs_per_second']:.2f}x ({fastest['variant']}) |"
+                f" {r['peak_memory_gib'] / leanest['peak_memory_gib']:.2f}x ({leanest['variant']}) |"
+            )
+            if fastest
+            else ""
+        )
+        lines.append(
+            f"| {r['variant']} | {r['seconds_per_step']:.3f} | {r['pairs_per_second']:.2f} | "
+            f"{r['peak_memory_gib']:.2f} | {mfu} | {speed} | {mem} |" + extra
+        )
     for r in results:
         if "precompute_ref_seconds" in r:
-            lines.append(f"\n{r['variant']}: the reference pass over all {r['precompute_ref_pairs']} pairs "
-                         f"took {r['precompute_ref_seconds']:.2f} s before the timed steps (once per model and data: "
-                         "cached on disk in train.py)")
+            lines.append(
+                f"\n{r['variant']}: the reference pass over all {r['precompute_ref_pairs']} pairs "
+                f"took {r['precompute_ref_seconds']:.2f} s before the timed steps (once per model and data: "
+                "cached on disk in train.py)"
+            )
     return "\n".join(lines)
 
 
@@ -168,10 +209,18 @@ def main() -> None:
     p.add_argument("--warmup", type=int, help="untimed steps first")
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "bfloat16"])
-    p.add_argument("--embedded", default="embedded:smollm2-135m-instruct", help="the model of --model embedded (or a local HF folder)")
+    p.add_argument(
+        "--embedded",
+        default="embedded:smollm2-135m-instruct",
+        help="the model of --model embedded (or a local HF folder)",
+    )
     p.add_argument("--tokenizer", help="tokenizer folder for the random-init shapes (default: the embedded model's)")
     p.add_argument("--data", default=str(HH_TEST), help="an HH-RLHF jsonl(.gz), or 'synthetic'")
-    p.add_argument("--variants", default="ours;trl", help="separated by ';'; options after ':', e.g. 'ours;ours:packing=false,checkpointing=true;trl'")
+    p.add_argument(
+        "--variants",
+        default="ours;trl",
+        help="separated by ';'; options after ':', e.g. 'ours;ours:packing=false,checkpointing=true;trl'",
+    )
     p.add_argument("--lr", type=float, default=1e-6)
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100/H200 SXM: 989)")
@@ -201,7 +250,9 @@ def main() -> None:
     text = report(args, command, parity_result, results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"command": command, "parity": parity_result, "results": results}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"command": command, "parity": parity_result, "results": results}, indent=2)
+    )
     (out / "results.md").write_text(text + "\n")
     print("\n" + text)
 

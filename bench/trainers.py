@@ -40,29 +40,39 @@ def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -
     if opts.get("lora") == "true":  # adapters on every linear layer; the reference is the adapter disabled
         from dpo_lightning.models import wrap_lora
 
-        policy, reference = wrap_lora(policy, r=int(opts.get("r", 16)), alpha=2 * int(opts.get("r", 16)), dropout=0.0), None
+        policy, reference = (
+            wrap_lora(policy, r=int(opts.get("r", 16)), alpha=2 * int(opts.get("r", 16)), dropout=0.0),
+            None,
+        )
     else:
         reference = load_reference()
     packing = opts.get("packing", "true") == "true"
     collator = PackedPairCollator(pad) if packing else PairCollator(pad)
     loader = DataLoader(pairs, batch_size=args.batch, shuffle=False, collate_fn=collator)
     fused = opts.get("optim", "fused") == "fused"  # optim=foreach: the multi-tensor AdamW instead of the fused one
-    module = DPOModule(policy, DPOLoss(beta=args.beta), optimizer=lambda ps: torch.optim.AdamW(ps, lr=args.lr, weight_decay=0.0, fused=fused),
-                       reference=reference, compute_kl=False, activation_checkpointing=opts.get("checkpointing") == "true",
-                       compile=opts.get("compile") == "true", separate_halves=opts.get("separate_halves", "true") == "true")
     if opts.get("precompute_ref") == "true":  # reference log-probs once, before the timed loop; the reference is freed
         from dpo_lightning import refcache
         from dpo_lightning.logprobs import pair_logps, response_states
+        from dpo_lightning.reference import Precomputed
 
         def score(batch):
             with torch.no_grad():
-                pairs = pair_logps(response_states(reference, {k: v.to(args.device) for k, v in batch.items()}))
+                pairs = pair_logps(response_states(reference, batch.to(args.device)))
             return pairs.chosen, pairs.rejected
 
         start = time.perf_counter()
-        module.ref_logps = refcache.load_or_compute(None, score, loader).to(args.device)
-        module.reference = reference = None
+        reference = Precomputed(None, logps=refcache.load_or_compute(None, score, loader).to(args.device))
         info.update(precompute_ref_seconds=time.perf_counter() - start, precompute_ref_pairs=len(pairs))
+    module = DPOModule(
+        policy,
+        DPOLoss(beta=args.beta),
+        optimizer=lambda ps: torch.optim.AdamW(ps, lr=args.lr, weight_decay=0.0, fused=fused),
+        reference=reference,
+        compute_kl=False,
+        activation_checkpointing=opts.get("checkpointing") == "true",
+        compile=opts.get("compile") == "true",
+        separate_halves=opts.get("separate_halves", "true") == "true",
+    )
     ends: list[float] = []
     profiler = None
     if opts.get("profile") == "true":  # the timed steps under torch.profiler; the top ops go to stderr
@@ -85,10 +95,19 @@ def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -
                 print(profiler.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
                 print(profiler.key_averages().table(sort_by="cpu_time_total", row_limit=15), file=sys.stderr)
 
-    trainer = L.Trainer(accelerator="gpu" if args.device.startswith("cuda") else "cpu", devices=1,
-                        precision=opts.get("precision", "32-true"), max_steps=len(pairs) // args.batch,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Timer()])
+    trainer = L.Trainer(
+        accelerator="gpu" if args.device.startswith("cuda") else "cpu",
+        devices=1,
+        precision=opts.get("precision", "32-true"),
+        max_steps=len(pairs) // args.batch,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[Timer()],
+    )
     trainer.fit(module, train_dataloaders=loader)
     return ends
 
@@ -114,18 +133,39 @@ def make_trl(args, opts, policy, reference, tokenizer, pairs, out: str, max_step
     from trl import DPOConfig
 
     rows = [{"prompt_ids": p.prompt, "chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in pairs]
-    cfg = DPOConfig(output_dir=out, per_device_train_batch_size=args.batch, max_length=args.max_length,
-                    learning_rate=args.lr, beta=args.beta, lr_scheduler_type="constant", weight_decay=0.0,
-                    warmup_steps=0, gradient_checkpointing=opts.get("checkpointing") == "true",
-                    bf16=policy.dtype == torch.bfloat16, max_steps=max_steps, logging_steps=1, report_to=[],
-                    save_strategy="no", use_cpu=not args.device.startswith("cuda"), disable_tqdm=True,
-                    optim="adamw_torch_fused" if opts.get("optim", "fused") == "fused" else "adamw_torch",
-                    dataloader_num_workers=0, padding_free=opts.get("padding_free") == "true", seed=0,
-                    # precompute_ref=true: TRL scores the pairs with the untrained policy in its constructor (before
-                    # the timed steps) and holds no reference model while training
-                    precompute_ref_log_probs=opts.get("precompute_ref") == "true")
-    return trl_trainer_class()(model=policy, ref_model=reference, args=cfg, train_dataset=Dataset.from_list(rows),
-                               processing_class=tokenizer, callbacks=list(callbacks))
+    cfg = DPOConfig(
+        output_dir=out,
+        per_device_train_batch_size=args.batch,
+        max_length=args.max_length,
+        learning_rate=args.lr,
+        beta=args.beta,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        warmup_steps=0,
+        gradient_checkpointing=opts.get("checkpointing") == "true",
+        bf16=policy.dtype == torch.bfloat16,
+        max_steps=max_steps,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=not args.device.startswith("cuda"),
+        disable_tqdm=True,
+        optim="adamw_torch_fused" if opts.get("optim", "fused") == "fused" else "adamw_torch",
+        dataloader_num_workers=0,
+        padding_free=opts.get("padding_free") == "true",
+        seed=0,
+        # precompute_ref=true: TRL scores the pairs with the untrained policy in its constructor (before
+        # the timed steps) and holds no reference model while training
+        precompute_ref_log_probs=opts.get("precompute_ref") == "true",
+    )
+    return trl_trainer_class()(
+        model=policy,
+        ref_model=reference,
+        args=cfg,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
 
 
 def run_trl(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -> list[float]:

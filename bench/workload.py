@@ -11,10 +11,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 HH_TEST = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 PRESETS = {
-    "cpu": dict(model="embedded", batch=4, max_length=512, max_prompt_length=256, dtype="float32", device="cpu",
-                steps=3, warmup=1),
-    "gpu": dict(model="llama1b", batch=8, max_length=1024, max_prompt_length=512, dtype="bfloat16", device="cuda",
-                steps=8, warmup=2),
+    "cpu": dict(
+        model="embedded",
+        batch=4,
+        max_length=512,
+        max_prompt_length=256,
+        dtype="float32",
+        device="cpu",
+        steps=3,
+        warmup=1,
+    ),
+    "gpu": dict(
+        model="llama1b",
+        batch=8,
+        max_length=1024,
+        max_prompt_length=512,
+        dtype="bfloat16",
+        device="cuda",
+        steps=8,
+        warmup=2,
+    ),
 }
 SHAPES = {  # random-init shapes (speed only): hidden, layers, heads, kv heads, intermediate, vocab. The LM head is
     # tied to the embedding, as in Llama-3.2-1B and SmolLM2: llama1b has 1.24B parameters.
@@ -35,8 +51,16 @@ def load_model(args, dtype: torch.dtype):
     from dpo_lightning.models.loading import load_tokenizer, resolve_name_or_path
 
     hidden, layers, heads, kv, inter, vocab = SHAPES[args.model]
-    cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
-                      intermediate_size=inter, vocab_size=vocab, max_position_embeddings=4096, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
     with torch.device(args.device):  # random init on the device: seconds instead of a minute on CPU for 1B
@@ -58,8 +82,13 @@ def load_pairs(args, tokenizer):
     from dpo_lightning.data import TokenizedPair
 
     g = torch.Generator().manual_seed(0)
-    length = lambda median, cap: int(min(cap, max(2, torch.empty(1).log_normal_(0.0, 0.8, generator=g).item() * median)))  # noqa: E731
-    ids = lambda k: torch.randint(10, tokenizer.vocab_size, (k,), generator=g).tolist()  # noqa: E731
+
+    def length(median: float, cap: int) -> int:
+        return int(min(cap, max(2, torch.empty(1).log_normal_(0.0, 0.8, generator=g).item() * median)))
+
+    def ids(k: int) -> list[int]:
+        return torch.randint(10, tokenizer.vocab_size, (k,), generator=g).tolist()
+
     tokens = []
     for _ in range(n):
         p = length(90, args.max_prompt_length)

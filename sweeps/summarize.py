@@ -1,7 +1,7 @@
 """Summarize a Hydra multirun: every job's metrics.json and config.yaml -> summary.csv, summary.md, summary.png.
 
-    python sweeps/summarize.py multirun/2026-11-27/10-00-00            # writes into that directory
-    python sweeps/summarize.py <dir> --x loss.beta --out <dir>/summary
+python sweeps/summarize.py multirun/2026-11-27/10-00-00            # writes into that directory
+python sweeps/summarize.py <dir> --x loss.beta --out <dir>/summary
 """
 
 from __future__ import annotations
@@ -32,8 +32,14 @@ def collect(sweep_dir: Path, x: str) -> list[dict[str, Any]]:
         job = metrics_file.parent
         config = yaml.safe_load((job / "config.yaml").read_text()) if (job / "config.yaml").exists() else {}
         metrics = json.loads(metrics_file.read_text())
-        rows.append({"job": job.name, x: lookup(config, x), "loss": lookup(config, "loss._target_"),
-                     **{c: metrics.get(c) for c in COLUMNS}})
+        rows.append(
+            {
+                "job": job.name,
+                x: lookup(config, x),
+                "loss": lookup(config, "loss._target_"),
+                **{c: metrics.get(c) for c in COLUMNS},
+            }
+        )
     return sorted(rows, key=lambda r: (r[x] is None, r[x] if isinstance(r[x], (int, float)) else str(r[x])))
 
 
@@ -74,7 +80,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (its jobs are its numbered subfolders)")
     parser.add_argument("--x", default="loss.beta", help="the swept config key to tabulate and plot against")
-    parser.add_argument("--out", type=Path, default=None, help="output path without suffix (default <sweep_dir>/summary)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output path without suffix (default <sweep_dir>/summary)"
+    )
     args = parser.parse_args(argv)
     rows = collect(args.sweep_dir, args.x)
     if not rows:

@@ -17,7 +17,44 @@ os.environ.setdefault("DPO_LIGHTNING_CACHE", str(ROOT / ".cache" / "dpo_lightnin
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-requires_hh = pytest.mark.skipif(not HH_TEST.is_file(), reason=f"shared HH-RLHF file absent ({HH_TEST}); it exists only beside the project's own checkout")
+requires_hh = pytest.mark.skipif(
+    not HH_TEST.is_file(),
+    reason=f"shared HH-RLHF file absent ({HH_TEST}); it exists only beside the project's own checkout",
+)
+
+# The smoke run every end-to-end test starts from: the tiny random-init model, a few built-in pairs, small batches.
+SMOKE = (
+    "model=tiny",
+    "data.max_train_pairs=16",
+    "data.max_val_pairs=8",
+    "data.batch_size=4",
+    "data.eval_batch_size=8",
+    "optimizer.lr=1e-3",
+)
+
+
+def smoke(*overrides: str) -> list[str]:
+    """The SMOKE overrides with `overrides` (key=value) replacing the keys they name or adding new ones."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    return [o for o in SMOKE if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
+def tiny_llama(seed: int = 0, vocab: int = 97, tie: bool = True):
+    """A float64 Llama of a few thousand parameters (GQA, 2 layers): for exactness tests of the log-prob paths."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tie,
+    )
+    return LlamaForCausalLM(cfg).double()
 
 
 def compose(*overrides: str, output_dir: str | Path | None = None):
@@ -56,3 +93,35 @@ def run_script(*args: str, cwd: Path = ROOT, timeout: int = 900):
     proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return proc
+
+
+METRIC_NAMES = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "kl",
+)
+
+
+def check_run_outputs(run: Path) -> dict[str, float]:
+    """Everything a finished train.py run must leave under its output directory; returns its metrics.json."""
+    import json
+    import math
+
+    import yaml
+
+    assert (run / "config.yaml").is_file() and (run / ".hydra" / "config.yaml").is_file()
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["paths"]["output_dir"] == str(run)  # resolved, not an interpolation
+    assert list((run / "checkpoints").glob("*.ckpt")), "no Lightning checkpoint"
+    assert (run / "csv" / "metrics.csv").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    for prefix in ("train", "val"):
+        for name in METRIC_NAMES:
+            assert f"{prefix}/{name}" in metrics, f"{prefix}/{name} missing from metrics.json"
+    assert all(math.isfinite(v) for v in metrics.values())
+    return metrics

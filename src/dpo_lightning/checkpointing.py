@@ -32,8 +32,10 @@ class AtomicModelCheckpoint(ModelCheckpoint):
     epoch-end one) already holds the final state; `resume=true` falls back to the newest checkpoint."""
 
     def on_train_end(self, trainer, pl_module) -> None:
-        covered = any(cb is not self and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step
-                      for cb in trainer.checkpoint_callbacks)
+        covered = any(
+            cb is not self and getattr(cb, "_last_global_step_saved", -1) == trainer.global_step
+            for cb in trainer.checkpoint_callbacks
+        )
         if self.save_last == "link" and not self._last_checkpoint_saved and covered:
             return  # another checkpoint already holds this final state
         super().on_train_end(trainer, pl_module)

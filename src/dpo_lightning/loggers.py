@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .secrets import redact_text
+from .redaction import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,14 @@ def wandb_configured() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def wandb_logger(project: str = "dpo_lightning", name: str | None = None, save_dir: str = ".",
-                 offline: bool | None = None, log_model: bool = False, **kwargs):
+def wandb_logger(
+    project: str = "dpo_lightning",
+    name: str | None = None,
+    save_dir: str = ".",
+    offline: bool | None = None,
+    log_model: bool = False,
+    **kwargs,
+):
     from lightning.pytorch.loggers import WandbLogger
 
     if offline is None:
@@ -30,7 +36,9 @@ def wandb_logger(project: str = "dpo_lightning", name: str | None = None, save_d
         import wandb
 
         # W&B records the command line in its run metadata; a secret passed there must not be recorded.
-        log.warning("a command-line argument holds a secret: W&B metadata capture (command line, host) is off for this run")
+        log.warning(
+            "a command-line argument holds a secret: W&B metadata capture (command line, host) is off for this run"
+        )
         kwargs["settings"] = wandb.Settings(x_disable_meta=True)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=project, name=name, save_dir=save_dir, offline=offline, log_model=log_model, **kwargs)

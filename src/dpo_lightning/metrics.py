@@ -1,57 +1,70 @@
-"""`PreferenceMetrics`: loss, implicit rewards, accuracy, log-probs and KL as sums and counts.
+"""`PreferenceMetrics`: loss, implicit rewards, accuracy, log-probs, KL and a loss's own extras, as sums and counts.
 
 Every state is a sum with `dist_reduce_fx="sum"`, so the value over several batches, accumulation steps or ranks
 is the exact mean over all pairs (or all response tokens, for the KL), never an average of averages.
+
+Adding a metric: one entry in `PAIR_METRICS` (a name as logged under train/ and val/, and a function of the loss
+output and the policy's log-probs giving one value per pair). A loss reports values of its own by naming them in
+its `extra_metrics` and returning them (one per pair) from `extras()`: they are logged under the same names.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-PAIR_SUMS = ("loss", "chosen_rewards", "rejected_rewards", "margins", "accuracies", "chosen_logps", "rejected_logps")
-# The logged names (as in TRL, so dashboards read the same), under train/ or val/.
-NAMES = {
-    "loss": "loss",
-    "chosen_rewards": "rewards/chosen",
-    "rejected_rewards": "rewards/rejected",
-    "margins": "rewards/margins",
-    "accuracies": "rewards/accuracies",
-    "chosen_logps": "logps/chosen",
-    "rejected_logps": "logps/rejected",
+from .losses import LossOutput, PairLogps
+
+# Logged name (as in TRL, so dashboards read the same) -> one value per pair.
+PAIR_METRICS: dict[str, Callable[[LossOutput, PairLogps], Tensor]] = {
+    "loss": lambda out, policy: out.losses,
+    "rewards/chosen": lambda out, policy: out.chosen_rewards,
+    "rewards/rejected": lambda out, policy: out.rejected_rewards,
+    "rewards/margins": lambda out, policy: out.chosen_rewards - out.rejected_rewards,
+    "rewards/accuracies": lambda out, policy: out.chosen_rewards > out.rejected_rewards,  # ties are not wins
+    "logps/chosen": lambda out, policy: policy.chosen,
+    "logps/rejected": lambda out, policy: policy.rejected,
 }
+KL = "kl"  # exact KL(policy || reference) per response token, averaged over tokens
+
+
+def _state(name: str) -> str:
+    return "sum_" + name.replace("/", "__")
 
 
 class PreferenceMetrics(Metric):
     full_state_update = False
     higher_is_better = None
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, extra_names: tuple[str, ...] = (), **kwargs) -> None:
         super().__init__(**kwargs)
-        for name in PAIR_SUMS:
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("pairs", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("kl_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("kl_tokens", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.names = (*PAIR_METRICS, *extra_names)
+        self.extra_names = tuple(extra_names)
+        for name in (*self.names, "pairs", "kl_sum", "kl_tokens"):
+            self.add_state(_state(name), default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, losses: Tensor, chosen_rewards: Tensor, rejected_rewards: Tensor, chosen_logps: Tensor,
-               rejected_logps: Tensor, token_kl: Tensor | None = None) -> None:
-        values = {
-            "loss": losses, "chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards,
-            "margins": chosen_rewards - rejected_rewards, "accuracies": (chosen_rewards > rejected_rewards),
-            "chosen_logps": chosen_logps, "rejected_logps": rejected_logps,
-        }
-        for name, value in values.items():
-            setattr(self, name, getattr(self, name) + value.detach().double().sum())
-        self.pairs += losses.numel()
+    def _add(self, name: str, value: Tensor | float) -> None:
+        key = _state(name)
+        total = value.detach().double().sum() if isinstance(value, Tensor) else value
+        setattr(self, key, getattr(self, key) + total)
+
+    def update(self, out: LossOutput, policy: PairLogps, token_kl: Tensor | None = None) -> None:
+        for name, value in PAIR_METRICS.items():
+            self._add(name, value(out, policy))
+        for name in self.extra_names:
+            self._add(name, out.extras[name])
+        self._add("pairs", float(out.losses.numel()))
         if token_kl is not None:
-            self.kl_sum += token_kl.detach().double().sum()
-            self.kl_tokens += token_kl.numel()
+            self._add("kl_sum", token_kl)
+            self._add("kl_tokens", float(token_kl.numel()))
 
     def compute(self) -> dict[str, Tensor]:
-        pairs = self.pairs.clamp(min=1)
-        out = {NAMES[name]: (getattr(self, name) / pairs).float() for name in PAIR_SUMS}
-        if self.kl_tokens > 0:
-            out["kl"] = (self.kl_sum / self.kl_tokens).float()
+        pairs = getattr(self, _state("pairs")).clamp(min=1)
+        out = {name: (getattr(self, _state(name)) / pairs).float() for name in self.names}
+        tokens = getattr(self, _state("kl_tokens"))
+        if tokens > 0:
+            out[KL] = (getattr(self, _state("kl_sum")) / tokens).float()
         return out

@@ -14,8 +14,13 @@ DECAYS = {
 }
 
 
-def warmup_schedule(optimizer: Optimizer, num_training_steps: int, warmup_ratio: float = 0.1,
-                    warmup_steps: int | None = None, decay: str = "linear") -> LambdaLR:
+def warmup_schedule(
+    optimizer: Optimizer,
+    num_training_steps: int,
+    warmup_ratio: float = 0.1,
+    warmup_steps: int | None = None,
+    decay: str = "linear",
+) -> LambdaLR:
     """Linear warmup from 0 over `warmup_steps` (default: `warmup_ratio` of all steps), then `decay` to the end."""
     if decay not in DECAYS:
         raise ValueError(f"scheduler.decay must be one of {sorted(DECAYS)}, got {decay!r}")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
 import torch
 from filelock import FileLock
@@ -33,13 +34,13 @@ class ReferenceLogps:
     rejected: Tensor  # [n]
 
     @classmethod
-    def build(cls, keys: Tensor, chosen: Tensor, rejected: Tensor) -> "ReferenceLogps":
+    def build(cls, keys: Tensor, chosen: Tensor, rejected: Tensor) -> ReferenceLogps:
         keys, order = torch.unique(keys, sorted=True, return_inverse=True)  # duplicates: one entry per key
         first = torch.empty_like(keys).scatter_(0, order, torch.arange(order.numel(), device=order.device))
         return cls(keys, chosen[first], rejected[first])
 
     @classmethod
-    def empty(cls) -> "ReferenceLogps":
+    def empty(cls) -> ReferenceLogps:
         return cls(torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0))
 
     def __len__(self) -> int:
@@ -56,18 +57,22 @@ class ReferenceLogps:
     def lookup(self, keys: Tensor) -> tuple[Tensor, Tensor]:
         idx, found = self._index(keys)
         if not bool(found.all()):
-            raise KeyError(f"{int((~found).sum())} pair(s) of this batch have no cached reference log-probs "
-                           "(the cache covers the training and validation pairs of this run)")
+            raise KeyError(
+                f"{int((~found).sum())} pair(s) of this batch have no cached reference log-probs "
+                "(the cache covers the training and validation pairs of this run)"
+            )
         return self.chosen[idx], self.rejected[idx]
 
-    def merged(self, other: "ReferenceLogps") -> "ReferenceLogps":
+    def merged(self, other: ReferenceLogps) -> ReferenceLogps:
         if not len(other):
             return self
-        return ReferenceLogps.build(torch.cat([other.keys.cpu(), self.keys.cpu()]),
-                                    torch.cat([other.chosen.cpu(), self.chosen.cpu().to(other.chosen.dtype)]),
-                                    torch.cat([other.rejected.cpu(), self.rejected.cpu().to(other.rejected.dtype)]))
+        return ReferenceLogps.build(
+            torch.cat([other.keys.cpu(), self.keys.cpu()]),
+            torch.cat([other.chosen.cpu(), self.chosen.cpu().to(other.chosen.dtype)]),
+            torch.cat([other.rejected.cpu(), self.rejected.cpu().to(other.rejected.dtype)]),
+        )
 
-    def to(self, device: torch.device | str) -> "ReferenceLogps":
+    def to(self, device: torch.device | str) -> ReferenceLogps:
         return ReferenceLogps(self.keys.to(device), self.chosen.to(device), self.rejected.to(device))
 
     def save(self, path: Path) -> None:
@@ -76,7 +81,7 @@ class ReferenceLogps:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "ReferenceLogps":
+    def load(cls, path: Path) -> ReferenceLogps:
         if not path.is_file():
             return cls.empty()
         data = torch.load(path, map_location="cpu", weights_only=True)
@@ -96,19 +101,29 @@ def fingerprint(model: nn.Module, extra: str = "") -> str:
     return h.hexdigest()
 
 
-def compute(score: Callable[[dict[str, Tensor]], tuple[Tensor, Tensor]], batches: Iterable[dict[str, Tensor]],
-            have: ReferenceLogps, rank: int = 0, world_size: int = 1) -> ReferenceLogps:
+def compute(
+    score: Callable[[Any], tuple[Tensor, Tensor]],
+    batches: Iterable[Any],
+    have: ReferenceLogps,
+    rank: int = 0,
+    world_size: int = 1,
+) -> ReferenceLogps:
     """Score (with `score(batch) -> (chosen, rejected)`) the batches this rank owns whose pairs are not all in
-    `have`; batch i belongs to rank i % world_size. Returns only the new entries, gathered from every rank."""
+    `have`; batch i belongs to rank i % world_size. A batch is anything with `pair_keys` (the layouts of
+    `batches`). Returns only the new entries, gathered from every rank."""
     keys, chosen, rejected = [], [], []
     for i, batch in enumerate(batches):
-        if i % world_size != rank or have.covers(batch["pair_keys"]):
+        if i % world_size != rank or have.covers(batch.pair_keys):
             continue
         c, r = score(batch)
-        keys.append(batch["pair_keys"].cpu())
+        keys.append(batch.pair_keys.cpu())
         chosen.append(c.detach().cpu())
         rejected.append(r.detach().cpu())
-    new = ReferenceLogps.build(torch.cat(keys), torch.cat(chosen), torch.cat(rejected)) if keys else ReferenceLogps.empty()
+    new = (
+        ReferenceLogps.build(torch.cat(keys), torch.cat(chosen), torch.cat(rejected))
+        if keys
+        else ReferenceLogps.empty()
+    )
     if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
         parts: list[ReferenceLogps | None] = [None] * world_size
         torch.distributed.all_gather_object(parts, new)
@@ -118,13 +133,22 @@ def compute(score: Callable[[dict[str, Tensor]], tuple[Tensor, Tensor]], batches
     return new
 
 
-def load_or_compute(path: Path | None, score: Callable[[dict[str, Tensor]], tuple[Tensor, Tensor]],
-                    batches: Iterable[dict[str, Tensor]], rank: int = 0, world_size: int = 1) -> ReferenceLogps:
+def load_or_compute(
+    path: Path | None,
+    score: Callable[[Any], tuple[Tensor, Tensor]],
+    batches: Iterable[Any],
+    rank: int = 0,
+    world_size: int = 1,
+) -> ReferenceLogps:
     """The cached entries at `path` plus those computed now for the pairs it lacks (then saved, by rank 0)."""
     have = ReferenceLogps.load(path) if path is not None else ReferenceLogps.empty()
     new = compute(score, batches, have, rank, world_size)
-    log.info("reference log-probs: %d pairs from the cache%s, %d computed now", len(have),
-             f" {path}" if path is not None else "", len(new))
+    log.info(
+        "reference log-probs: %d pairs from the cache%s, %d computed now",
+        len(have),
+        f" {path}" if path is not None else "",
+        len(new),
+    )
     if path is not None and rank == 0 and len(new):
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):

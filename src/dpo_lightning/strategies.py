@@ -14,7 +14,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 
 
 def decoder_layers() -> set[type]:
-    """{GradientCheckpointingLayer}: the base class of every decoder layer in transformers (Llama, Mistral, Qwen, ...)."""
+    """{GradientCheckpointingLayer}: the base class of every decoder layer in transformers (Llama, Mistral, ...)."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
     return {GradientCheckpointingLayer}
@@ -38,4 +38,4 @@ def full_policy_state_dict(trainer: Trainer, pl_module: LightningModule) -> dict
     with FSDP.state_dict_type(trainer.strategy.model, StateDictType.FULL_STATE_DICT, config):
         full = trainer.strategy.model.state_dict()
     prefix = "policy."
-    return {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)} if trainer.is_global_zero else None
+    return {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)} if trainer.is_global_zero else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import warnings
@@ -14,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .config import validate_config
-from .secrets import install_log_redaction, redact, redact_files
+from .redaction import install_log_redaction, redact, redact_files
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +34,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     loss = instantiate(cfg.loss)
     loaded = instantiate(cfg.model)
-    policy = loaded.model
-    needs_reference = loss.requires_reference or cfg.module.get("compute_kl", True)
-    reference = None
-    if cfg.get("peft"):
-        policy = instantiate(cfg.peft)(policy)  # reference = the adapter disabled, no second copy
-    elif needs_reference:
-        reference = copy.deepcopy(policy).requires_grad_(False).eval()
+    policy = instantiate(cfg.peft)(loaded.model) if cfg.get("peft") else loaded.model
     datamodule = instantiate(cfg.data, tokenizer=loaded.tokenizer)
-    module = instantiate(cfg.module, policy=policy, reference=reference, loss=loss,
-                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+    # The module builds its reference (reference.build_reference): a frozen copy, or the adapter disabled.
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = instantiate(
+        cfg.module, policy=policy, loss=loss, optimizer=instantiate(cfg.optimizer), scheduler=scheduler
+    )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out)
+    )
 
     ckpt_path = cfg.get("ckpt_path") or (newest_checkpoint(out) if cfg.get("resume") else None)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -80,7 +78,7 @@ def save_config(cfg: DictConfig, out: Path) -> None:
     """The resolved config as `config.yaml`, secrets masked; Hydra's own copies under .hydra/ are masked too."""
     OmegaConf.save(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))), out / "config.yaml")
     redact_files([out / ".hydra" / name for name in ("config.yaml", "overrides.yaml", "hydra.yaml")])
-    overrides = (out / ".hydra" / "overrides.yaml")
+    overrides = out / ".hydra" / "overrides.yaml"
     if overrides.is_file():
         log.info("Overrides: %s", " ".join(OmegaConf.load(overrides)) or "(none)")
 

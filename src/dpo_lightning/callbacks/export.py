@@ -29,8 +29,13 @@ class ExportFinal(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         state_dict = full_policy_state_dict(trainer, pl_module)  # sharded strategies: gathered on rank 0
         if trainer.is_global_zero:
-            export_policy(pl_module.policy, getattr(trainer.datamodule, "tokenizer", None), self.dirpath,
-                          self.merge_adapter, state_dict)
+            export_policy(
+                pl_module.policy,
+                getattr(trainer.datamodule, "tokenizer", None),
+                self.dirpath,
+                self.merge_adapter,
+                state_dict,
+            )
         trainer.strategy.barrier("export_final")
 
 

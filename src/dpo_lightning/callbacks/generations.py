@@ -12,7 +12,9 @@ from ..evaluation.generation import generate
 
 
 class SampleGenerations(Callback):
-    def __init__(self, dirpath: str, num_prompts: int = 4, max_new_tokens: int = 48, every_n_validations: int = 1) -> None:
+    def __init__(
+        self, dirpath: str, num_prompts: int = 4, max_new_tokens: int = 48, every_n_validations: int = 1
+    ) -> None:
         self.dirpath = Path(dirpath)
         self.num_prompts, self.max_new_tokens, self.every_n = num_prompts, max_new_tokens, every_n_validations
         self.validations = 0
@@ -30,12 +32,14 @@ class SampleGenerations(Callback):
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, device=pl_module.device)
         policy = generate(pl_module.policy, tokenizer, prompts, **kwargs)
         reference_texts = [None] * len(prompts)  # without a reference model (SFT, precompute_ref) the policy alone
-        if pl_module.reference_available:
-            with pl_module.reference_model() as reference_model:
+        if pl_module.reference.can_run:
+            with pl_module.reference.run() as reference_model:
                 reference_texts = generate(reference_model, tokenizer, prompts, **kwargs).texts
         step = trainer.global_step
-        rows = [[step, tokenizer.decode(p, skip_special_tokens=True).strip(), pol, ref]
-                for p, pol, ref in zip(prompts, policy.texts, reference_texts)]
+        rows = [
+            [step, tokenizer.decode(p, skip_special_tokens=True).strip(), pol, ref]
+            for p, pol, ref in zip(prompts, policy.texts, reference_texts)
+        ]
         columns = ["step", "prompt", "policy", "reference"]
         self.dirpath.mkdir(parents=True, exist_ok=True)
         with open(self.dirpath / "samples.jsonl", "a") as f:

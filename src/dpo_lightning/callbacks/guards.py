@@ -32,7 +32,8 @@ class NonFiniteGuard(Callback):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         loss = pl_module.last_loss
         tensors = ([("loss", loss)] if loss is not None else []) + [
-            (name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None]
+            (name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None
+        ]
         if not tensors:
             return
         finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
@@ -43,8 +44,10 @@ class NonFiniteGuard(Callback):
         where = f"optimizer step {trainer.global_step} (epoch {trainer.current_epoch}, batch {self.batch_idx})"
         what = f"non-finite {', '.join(bad)} (loss = {loss})"
         if self.action == "stop":
-            raise NonFiniteError(f"{what} at {where}; stopping before the update. The last checkpoint is intact; "
-                                 "lower the learning rate, check the data, or set callbacks.non_finite_guard.action=skip")
+            raise NonFiniteError(
+                f"{what} at {where}; stopping before the update. The last checkpoint is intact; "
+                "lower the learning rate, check the data, or set callbacks.non_finite_guard.action=skip"
+            )
         for p in pl_module.parameters():
             p.grad = None  # optimizers leave parameters without a gradient untouched
         pl_module.train_metrics.reset()  # the skipped micro-batches' values are not logged

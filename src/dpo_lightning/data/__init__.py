@@ -7,6 +7,18 @@ from .readers import BadRows, DataError, read_json_rows
 from .tokenize import PairTokenizer, TokenizedPair
 
 __all__ = [
-    "PackedPairCollator", "PairCollator", "PreferenceDataModule", "builtin_file", "BadRows", "DataError", "HHFormat", "JsonlFormat", "PairFormat",
-    "PreferencePair", "SHPFormat", "read_json_rows", "PairTokenizer", "TokenizedPair",
+    "PackedPairCollator",
+    "PairCollator",
+    "PreferenceDataModule",
+    "builtin_file",
+    "BadRows",
+    "DataError",
+    "HHFormat",
+    "JsonlFormat",
+    "PairFormat",
+    "PreferencePair",
+    "SHPFormat",
+    "read_json_rows",
+    "PairTokenizer",
+    "TokenizedPair",
 ]

@@ -1,7 +1,7 @@
-"""Tokenized pairs -> one batch, in one of two layouts.
+"""Tokenized pairs -> one batch, in one of the two layouts of `batches`.
 
-`PairCollator` (the textbook layout): the B chosen sequences, then the B rejected ones, each prompt+response,
-right-padded. `PackedPairCollator` (the fast layout): each pair as one sequence prompt+chosen+rejected, so the
+`PairCollator` builds a `TextbookBatch`: the B chosen sequences, then the B rejected ones, each prompt+response,
+right-padded. `PackedPairCollator` builds a `PackedBatch`: each pair as one sequence prompt+chosen+rejected, so the
 prompt runs once for both responses, and several pairs share a row when they fit. Both carry `pair_keys`, a
 64-bit hash of each pair's token ids (the key of the reference log-prob cache).
 """
@@ -12,11 +12,9 @@ import hashlib
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
+from ..batches import CHOSEN, REJECTED, PackedBatch, TextbookBatch
 from .tokenize import TokenizedPair
-
-PROMPT, CHOSEN, REJECTED = 0, 1, 2  # branch ids of the packed layout
 
 
 def pair_key(pair: TokenizedPair) -> int:
@@ -40,7 +38,7 @@ class PairCollator:
     pad_token_id: int
     pad_to_multiple_of: int | None = None
 
-    def __call__(self, pairs: list[TokenizedPair]) -> dict[str, Tensor]:
+    def __call__(self, pairs: list[TokenizedPair]) -> TextbookBatch:
         rows = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
         width = _round_up(max(len(prompt) + len(response) for prompt, response in rows), self.pad_to_multiple_of)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
@@ -50,9 +48,8 @@ class PairCollator:
             n = len(prompt) + len(response)
             input_ids[i, :n] = torch.tensor(prompt + response)
             attention_mask[i, :n] = 1
-            response_mask[i, len(prompt):n] = True
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
-                "pair_keys": torch.tensor([pair_key(p) for p in pairs], dtype=torch.long)}
+            response_mask[i, len(prompt) : n] = True
+        return TextbookBatch(input_ids, attention_mask, response_mask, pair_keys(pairs))
 
 
 @dataclass
@@ -61,7 +58,7 @@ class PackedPairCollator:
 
     Rows are as wide as the longest pair; pairs go first-fit in decreasing length, so a row can hold several short
     pairs and padding is only what is left at row ends. The model sees, per token, exactly the context of the
-    textbook layout: `segment_ids` and `branch_ids` build a mask (`logprobs.packed_attention_mask`) that lets a token
+    textbook layout: `segment_ids` and `branch_ids` build a mask (`PackedBatch.attention_mask`) that lets a token
     attend only to earlier tokens of its own pair, and a rejected token not to the chosen ones; `position_ids`
     restart at 0 for each pair and continue from the prompt's end for both responses.
 
@@ -73,7 +70,7 @@ class PackedPairCollator:
     pad_to_multiple_of: int | None = None
     pack: bool = True  # false: one pair per row
 
-    def __call__(self, pairs: list[TokenizedPair]) -> dict[str, Tensor]:
+    def __call__(self, pairs: list[TokenizedPair]) -> PackedBatch:
         lengths = [len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs]
         width = _round_up(max(lengths), self.pad_to_multiple_of)
         row_of, offset_of, used = {}, {}, []
@@ -92,12 +89,12 @@ class PackedPairCollator:
         for i, p in enumerate(pairs):
             r, o = row_of[i], offset_of[i]
             n_p, n_c, n_r = len(p.prompt), len(p.chosen), len(p.rejected)
-            input_ids[r, o: o + lengths[i]] = torch.tensor(p.prompt + p.chosen + p.rejected)
-            position_ids[r, o: o + n_p + n_c] = torch.arange(n_p + n_c)
-            position_ids[r, o + n_p + n_c: o + lengths[i]] = torch.arange(n_p, n_p + n_r)
-            segment_ids[r, o: o + lengths[i]] = i
-            branch_ids[r, o + n_p: o + n_p + n_c] = CHOSEN
-            branch_ids[r, o + n_p + n_c: o + lengths[i]] = REJECTED
+            input_ids[r, o : o + lengths[i]] = torch.tensor(p.prompt + p.chosen + p.rejected)
+            position_ids[r, o : o + n_p + n_c] = torch.arange(n_p + n_c)
+            position_ids[r, o + n_p + n_c : o + lengths[i]] = torch.arange(n_p, n_p + n_r)
+            segment_ids[r, o : o + lengths[i]] = i
+            branch_ids[r, o + n_p : o + n_p + n_c] = CHOSEN
+            branch_ids[r, o + n_p + n_c : o + lengths[i]] = REJECTED
             base = r * width + o
             for side, start, response in ((0, n_p, p.chosen), (1, n_p + n_c, p.rejected)):
                 # token k of the response sits at `start + k`; it is predicted by the token before it in its own
@@ -109,15 +106,17 @@ class PackedPairCollator:
                 predict.append(base + sources[keep])
                 targets.append(torch.tensor(response, dtype=torch.long)[keep])
                 target_rows.append(torch.full((int(keep.sum()),), i + side * len(pairs), dtype=torch.long))
-        return {"input_ids": input_ids, "position_ids": position_ids, "segment_ids": segment_ids,
-                "branch_ids": branch_ids, "predict_index": torch.cat(predict), "targets": torch.cat(targets),
-                "target_rows": torch.cat(target_rows),
-                "pair_keys": torch.tensor([pair_key(p) for p in pairs], dtype=torch.long)}
+        return PackedBatch(
+            input_ids,
+            position_ids,
+            segment_ids,
+            branch_ids,
+            torch.cat(predict),
+            torch.cat(targets),
+            torch.cat(target_rows),
+            pair_keys(pairs),
+        )
 
 
-def is_packed(batch: dict[str, Tensor]) -> bool:
-    return "segment_ids" in batch
-
-
-def pair_count(batch: dict[str, Tensor]) -> int:
-    return int(batch["pair_keys"].shape[0])
+def pair_keys(pairs: list[TokenizedPair]) -> torch.Tensor:
+    return torch.tensor([pair_key(p) for p in pairs], dtype=torch.long)

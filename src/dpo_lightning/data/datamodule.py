@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from lightning import LightningDataModule
@@ -16,9 +17,9 @@ from torch.utils.data import DataLoader
 
 from .collate import PackedPairCollator, PairCollator
 from .formats import PairFormat, PreferencePair
-from .readers import BadRows, is_local, read_hub_rows, read_json_rows
+from .readers import BadRows, check_data_path, is_local, read_hub_rows, read_json_rows
 from .resumable import ResumableLoader
-from .tokenize import PairTokenizer, TokenizedPair, pad_token_id
+from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def builtin_file(name: str) -> Path:
 def iter_rows(path: str, split: str, subset: str | None, data_dir: str | None) -> Iterator[tuple[str, Any]]:
     """Rows with their origin from `builtin:<split>`, a local .json/.jsonl(.gz) file, or a hub dataset id."""
     if path.startswith(BUILTIN_PREFIX):
-        return read_json_rows(builtin_file(path[len(BUILTIN_PREFIX):]))
+        return read_json_rows(builtin_file(path[len(BUILTIN_PREFIX) :]))
     if is_local(path):
         return read_json_rows(path)
     return read_hub_rows(path, split, subset=subset, data_dir=data_dir)
@@ -63,28 +64,59 @@ class PreferenceDataModule(LightningDataModule):
     (`on_bad_row=skip`). What was skipped, truncated or dropped is logged and, with `report_path`, saved as JSON.
     """
 
-    def __init__(self, format: PairFormat, path: str, tokenizer: Any = None, split: str = "train",
-                 subset: str | None = None, data_dir: str | None = None, val_path: str | None = None,
-                 val_split: str | None = None, val_fraction: float = 0.05, split_seed: int = 0,
-                 max_train_pairs: int | None = None, max_val_pairs: int | None = None,
-                 max_length: int = 512, max_prompt_length: int = 256, truncation_mode: str = "keep_end",
-                 chat_template: bool = False, batch_size: int = 4, eval_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 42, on_bad_row: str = "error", report_path: str | None = None,
-                 packing: bool = True) -> None:
+    def __init__(
+        self,
+        format: PairFormat,
+        path: str,
+        tokenizer: Any = None,
+        split: str = "train",
+        subset: str | None = None,
+        data_dir: str | None = None,
+        val_path: str | None = None,
+        val_split: str | None = None,
+        val_fraction: float = 0.05,
+        split_seed: int = 0,
+        max_train_pairs: int | None = None,
+        max_val_pairs: int | None = None,
+        max_length: int = 512,
+        max_prompt_length: int = 256,
+        truncation_mode: str = "keep_end",
+        chat_template: bool = False,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 42,
+        on_bad_row: str = "error",
+        report_path: str | None = None,
+        packing: bool = True,
+    ) -> None:
         super().__init__()
+        # Every setting is checked here, before anything loads (the config check builds this object to run them).
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        check_data_path("path", path)
+        check_data_path("val_path", val_path)
+        check_truncation(max_length, max_prompt_length, truncation_mode)
         self.format, self.path, self.split, self.subset, self.data_dir = format, str(path), split, subset, data_dir
-        self.val_path, self.val_split, self.val_fraction, self.split_seed = val_path, val_split, val_fraction, split_seed
+        self.val_path, self.val_split, self.val_fraction, self.split_seed = (
+            val_path,
+            val_split,
+            val_fraction,
+            split_seed,
+        )
         self.max_train_pairs, self.max_val_pairs = max_train_pairs, max_val_pairs
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.on_bad_row, self.report_path = on_bad_row, report_path
         self.packing = packing
-        BadRows(on_bad_row)  # validates the setting now, before anything is loaded
+        BadRows(on_bad_row)
         self.report: dict[str, Any] = {}
         self.tokenizer = tokenizer
-        self.pair_tokenizer = PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode, chat_template) if tokenizer else None
+        self.pair_tokenizer = (
+            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode, chat_template)
+            if tokenizer
+            else None
+        )
         self.train_pairs: list[PreferencePair] = []
         self.val_pairs: list[PreferencePair] = []
         self.train_tokens: list[TokenizedPair] = []
@@ -102,8 +134,13 @@ class PreferenceDataModule(LightningDataModule):
         for split, rows in bad.items():
             self.report[split] = {"bad_rows": rows.summary()}
             if rows.counts:
-                log.warning("%s: skipped %d bad rows %s; first: %s", split, sum(rows.counts.values()), dict(rows.counts),
-                            [e for examples in rows.examples.values() for e in examples][:3])
+                log.warning(
+                    "%s: skipped %d bad rows %s; first: %s",
+                    split,
+                    sum(rows.counts.values()),
+                    dict(rows.counts),
+                    [e for examples in rows.examples.values() for e in examples][:3],
+                )
         if getattr(self.format, "counts", None):
             self.report["format"] = dict(+self.format.counts)
         if not train:
@@ -145,8 +182,15 @@ class PreferenceDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
-        self._train_loader = ResumableLoader(self.train_tokens, batch_size=self.batch_size, seed=self.seed, rank=rank,
-                                             world_size=world, collate_fn=self.collator, num_workers=self.num_workers)
+        self._train_loader = ResumableLoader(
+            self.train_tokens,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            collate_fn=self.collator,
+            num_workers=self.num_workers,
+        )
         if getattr(self, "_resume_position", None):
             self._train_loader.resume_at(self._resume_position)
             self._resume_position = None
@@ -169,16 +213,27 @@ class PreferenceDataModule(LightningDataModule):
 
     def all_pairs_dataloader(self) -> DataLoader:
         """Every training and validation pair once, in order: what the reference log-prob cache must cover."""
-        return DataLoader(self.train_tokens + self.val_tokens, batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=self.collator, num_workers=self.num_workers)
+        return DataLoader(
+            self.train_tokens + self.val_tokens,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=self.collator,
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader:
         # Several processes: each rank scores a disjoint share, none repeated, so the metrics (sums and counts
         # reduced across ranks) equal a single process's exactly.
         rank, world = self._rank_and_world()
         sampler = UnrepeatedDistributedSampler(self.val_tokens, world, rank, shuffle=False) if world > 1 else None
-        return DataLoader(self.val_tokens, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
-                          collate_fn=self.collator, num_workers=self.num_workers)
+        return DataLoader(
+            self.val_tokens,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            sampler=sampler,
+            collate_fn=self.collator,
+            num_workers=self.num_workers,
+        )
 
     def _rank_and_world(self) -> tuple[int, int]:
         """This process's rank and the number of processes. The loaders shard the data themselves (the trainer

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .readers import BadRows, DataError, Row
 
@@ -100,7 +101,12 @@ class JsonlFormat(PairFormat):
             where=where,
         )
         if pair.chosen == pair.rejected:
-            raise DataError(where, self.rejected_field, "identical to chosen (the pair carries no preference)", "identical_responses")
+            raise DataError(
+                where,
+                self.rejected_field,
+                "identical to chosen (the pair carries no preference)",
+                "identical_responses",
+            )
         return pair
 
     def _parse_chat(self, row: dict[str, Any], where: str) -> PreferencePair:
@@ -108,16 +114,27 @@ class JsonlFormat(PairFormat):
         rejected = _messages(row.get(self.rejected_field), self.rejected_field, where)
         if self.prompt_field in row and row[self.prompt_field] is not None:
             prompt = row[self.prompt_field]
-            prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else _messages(prompt, self.prompt_field, where)
+            prompt = (
+                [{"role": "user", "content": prompt}]
+                if isinstance(prompt, str)
+                else _messages(prompt, self.prompt_field, where)
+            )
         else:
             shared = 0
             while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
                 shared += 1
             if shared == 0:
-                raise DataError(where, self.prompt_field, "missing, and chosen/rejected share no leading messages", "missing_field")
+                raise DataError(
+                    where, self.prompt_field, "missing, and chosen/rejected share no leading messages", "missing_field"
+                )
             prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
         if chosen == rejected:
-            raise DataError(where, self.rejected_field, "identical to chosen (the pair carries no preference)", "identical_responses")
+            raise DataError(
+                where,
+                self.rejected_field,
+                "identical to chosen (the pair carries no preference)",
+                "identical_responses",
+            )
         return PreferencePair(prompt=prompt, chosen=chosen, rejected=rejected, where=where)
 
 
@@ -135,7 +152,9 @@ class HHFormat(PairFormat):
 
     def __post_init__(self) -> None:
         if self.on_prompt_mismatch not in ("resplit", "skip", "error"):
-            raise ValueError(f"data.format.on_prompt_mismatch must be resplit|skip|error, got {self.on_prompt_mismatch!r}")
+            raise ValueError(
+                f"data.format.on_prompt_mismatch must be resplit|skip|error, got {self.on_prompt_mismatch!r}"
+            )
 
     def load(self, rows: Iterable[Row], bad_rows: BadRows | None = None) -> list[PreferencePair]:
         self.counts = Counter()
@@ -152,18 +171,25 @@ class HHFormat(PairFormat):
         prompt = chosen[: cut + len(self.marker)]
         if not rejected.startswith(prompt):
             if self.on_prompt_mismatch == "error":
-                raise DataError(where, "rejected", "does not start with the prompt of chosen (text through its last Assistant turn)", "prompt_mismatch")
+                raise DataError(
+                    where,
+                    "rejected",
+                    "does not start with the prompt of chosen (text through its last Assistant turn)",
+                    "prompt_mismatch",
+                )
             if self.on_prompt_mismatch == "skip":
                 self.counts["skipped"] += 1
                 return None
             prompt = self._shared_prompt(chosen, rejected, where)
             self.counts["resplit"] += 1
-        pair = PreferencePair(prompt, chosen[len(prompt):], rejected[len(prompt):], where=where)
+        pair = PreferencePair(prompt, chosen[len(prompt) :], rejected[len(prompt) :], where=where)
         # A blank response is real HH data (4 chosen ones in harmless-base/test): the preferred behaviour was
         # to say nothing. It is kept as a response of just EOS, and counted.
         self.counts["blank_response"] += (not pair.chosen.strip()) + (not pair.rejected.strip())
         if pair.chosen == pair.rejected:
-            raise DataError(where, "rejected", "identical to chosen (the pair carries no preference)", "identical_responses")
+            raise DataError(
+                where, "rejected", "identical to chosen (the pair carries no preference)", "identical_responses"
+            )
         return pair
 
     def _shared_prompt(self, chosen: str, rejected: str, where: str) -> str:
@@ -202,7 +228,9 @@ class SHPFormat(PairFormat):
             return None
         a, b = " " + row["human_ref_A"], " " + row["human_ref_B"]
         chosen, rejected = (a, b) if row["labels"] == 1 else (b, a)
-        return PreferencePair("\n\nHuman: " + row["history"] + "\n\nAssistant:", chosen, rejected, group=row.get("post_id"), where=where)
+        return PreferencePair(
+            "\n\nHuman: " + row["history"] + "\n\nAssistant:", chosen, rejected, group=row.get("post_id"), where=where
+        )
 
     def select(self, pairs: list[PreferencePair]) -> list[PreferencePair]:
         if self.max_pairs_per_post is None:

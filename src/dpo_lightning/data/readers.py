@@ -9,8 +9,9 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 class DataError(ValueError):
@@ -22,13 +23,16 @@ class DataError(ValueError):
         super().__init__(f"{where}: field {field_name!r}: {message}" if field_name else f"{where}: {message}")
 
 
+BAD_ROW_POLICIES = ("error", "skip")
+
+
 class BadRows:
     """What to do with a bad row: `error` (default) raises its DataError; `skip` drops it and counts it by reason,
     keeping the first few places, so that nothing is dropped silently."""
 
     def __init__(self, policy: str = "error", keep: int = 5) -> None:
-        if policy not in ("error", "skip"):
-            raise ValueError(f"data.on_bad_row must be error|skip, got {policy!r}")
+        if policy not in BAD_ROW_POLICIES:
+            raise ValueError(f"data.on_bad_row must be one of {BAD_ROW_POLICIES}, got {policy!r}")
         self.policy, self.keep = policy, keep
         self.counts: Counter = Counter()
         self.examples: dict[str, list[str]] = {}
@@ -52,6 +56,12 @@ def is_local(path: str | Path) -> bool:
     """A local file (existing, path-like, or named like a data file) rather than a hub dataset id."""
     path = str(path)
     return path.startswith((".", "/", "~")) or path.endswith(DATA_SUFFIXES) or Path(path).expanduser().exists()
+
+
+def check_data_path(key: str, value: str | None) -> None:
+    """A local data file that does not exist is an error now, not after the model has loaded."""
+    if value and is_local(str(value)) and not Path(str(value)).expanduser().exists():
+        raise ValueError(f"data.{key}: file not found: {value}")
 
 
 Row = tuple[str, "dict[str, Any] | DataError"]
@@ -87,11 +97,22 @@ def read_json_rows(path: str | Path) -> Iterator[Row]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    yield where, DataError(where, None, f"malformed JSON ({e.msg} at column {e.colno})", "malformed_json")
+                    yield (
+                        where,
+                        DataError(where, None, f"malformed JSON ({e.msg} at column {e.colno})", "malformed_json"),
+                    )
                     continue
                 yield where, _object(row, where)
         except (EOFError, gzip.BadGzipFile, OSError) as e:
-            yield f"{path}:{lineno + 1}", DataError(f"{path}:{lineno + 1}", None, f"corrupt or truncated file after line {lineno} ({e})", "truncated_file")
+            yield (
+                f"{path}:{lineno + 1}",
+                DataError(
+                    f"{path}:{lineno + 1}",
+                    None,
+                    f"corrupt or truncated file after line {lineno} ({e})",
+                    "truncated_file",
+                ),
+            )
     if seen == 0:
         yield str(path), DataError(str(path), None, "empty file: no rows", "empty_file")
 
@@ -120,7 +141,7 @@ def read_hub_rows(name: str, split: str, subset: str | None = None, data_dir: st
         yield f"{name}[{split}]:row {i}", row
 
 
-def _object(row: Any, where: str) -> "dict[str, Any] | DataError":
+def _object(row: Any, where: str) -> dict[str, Any] | DataError:
     if not isinstance(row, dict):
         return DataError(where, None, f"expected a JSON object, got {type(row).__name__}", "not_an_object")
     return row

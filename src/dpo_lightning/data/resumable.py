@@ -29,7 +29,7 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        order = (order * self.world_size)[: len(self) * self.world_size][self.rank:: self.world_size]
+        order = (order * self.world_size)[: len(self) * self.world_size][self.rank :: self.world_size]
         start, self.skip = self.skip, 0
         return iter(order[start:])
 

@@ -16,6 +16,14 @@ from .readers import DataError
 TRUNCATION_MODES = ("keep_end", "keep_start", "drop")
 
 
+def check_truncation(max_length: int, max_prompt_length: int, truncation_mode: str) -> None:
+    """The length and truncation settings (`data.max_length`, `data.max_prompt_length`, `data.truncation_mode`)."""
+    if max_prompt_length >= max_length:
+        raise ValueError(f"data.max_prompt_length ({max_prompt_length}) must be < data.max_length ({max_length})")
+    if truncation_mode not in TRUNCATION_MODES:
+        raise ValueError(f"data.truncation_mode must be one of {TRUNCATION_MODES}, got {truncation_mode!r}")
+
+
 def pad_token_id(tokenizer: Any) -> int:
     """The id batches are padded with: the tokenizer's pad token, else its EOS (padding is masked out anyway)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -36,12 +44,15 @@ class PairTokenizer:
     prompt, nearest the response; `keep_start` its beginning), then response tokens; `drop` leaves it out.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int = 512, max_prompt_length: int = 256,
-                 truncation_mode: str = "keep_end", chat_template: bool = False) -> None:
-        if max_prompt_length >= max_length:
-            raise ValueError(f"data.max_prompt_length ({max_prompt_length}) must be < data.max_length ({max_length})")
-        if truncation_mode not in TRUNCATION_MODES:
-            raise ValueError(f"data.truncation_mode must be one of {TRUNCATION_MODES}, got {truncation_mode!r}")
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_length: int = 512,
+        max_prompt_length: int = 256,
+        truncation_mode: str = "keep_end",
+        chat_template: bool = False,
+    ) -> None:
+        check_truncation(max_length, max_prompt_length, truncation_mode)
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no EOS token; responses must end with one")
         self.tokenizer = tokenizer
@@ -75,8 +86,10 @@ class PairTokenizer:
         for name, value in (("chosen", pair.chosen), ("rejected", pair.rejected)):
             full = tok.apply_chat_template(prompt_msgs + as_messages(value, "assistant"), tokenize=False)
             if not full.startswith(prompt_text):
-                raise DataError(pair.where, name, "the chat template does not render the prompt as a prefix of the dialogue")
-            text = full[len(prompt_text):]
+                raise DataError(
+                    pair.where, name, "the chat template does not render the prompt as a prefix of the dialogue"
+                )
+            text = full[len(prompt_text) :]
             # Cut what the template puts after the end-of-turn token (often a newline): the response ends at EOS.
             eos_at = text.rfind(tok.eos_token)
             if eos_at >= 0:

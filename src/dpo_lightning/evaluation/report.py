@@ -27,7 +27,11 @@ def make_plots(out: Path, rewards: dict[str, torch.Tensor], metrics: dict[str, A
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.hist(rewards["margins"].numpy(), bins=30, color="#3b7dd8")
     ax.axvline(0, color="black", lw=1)
-    ax.set(xlabel="beta * [(log pi/pi_base)(chosen) - (log pi/pi_base)(rejected)]", ylabel="pairs", title=PLOTS["margins.png"])
+    ax.set(
+        xlabel="beta * [(log pi/pi_base)(chosen) - (log pi/pi_base)(rejected)]",
+        ylabel="pairs",
+        title=PLOTS["margins.png"],
+    )
     paths.append(_save(fig, out / "margins.png"))
 
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -35,8 +39,11 @@ def make_plots(out: Path, rewards: dict[str, torch.Tensor], metrics: dict[str, A
     ax.scatter(x, y, s=12, alpha=0.7, color="#d8573b")
     lim = [min(x.min(), y.min()), max(x.max(), y.max())]
     ax.plot(lim, lim, color="gray", lw=1, ls="--")
-    ax.set(xlabel="chosen: log pi(y_w|x) - log pi_base(y_w|x)", ylabel="rejected: log pi(y_l|x) - log pi_base(y_l|x)",
-           title=PLOTS["logratios.png"])
+    ax.set(
+        xlabel="chosen: log pi(y_w|x) - log pi_base(y_w|x)",
+        ylabel="rejected: log pi(y_l|x) - log pi_base(y_l|x)",
+        title=PLOTS["logratios.png"],
+    )
     paths.append(_save(fig, out / "logratios.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -73,29 +80,81 @@ def _ci(d: dict[str, float]) -> str:
 def tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for every table of the report; markdown and HTML render the same tables."""
     base, dpo = metrics["base"], metrics["dpo"]
-    out = [("Base vs DPO on the held-out pairs", ["metric", "base", "DPO"], [
-        [k, _fmt(base[k]), _fmt(dpo[k])] for k in (
-            "preference_accuracy", "preference_accuracy_normalized", "mean_logp_chosen", "mean_logp_rejected",
-            "mean_response_tokens_greedy", "mean_response_tokens_sampled")])]
+    out = [
+        (
+            "Base vs DPO on the held-out pairs",
+            ["metric", "base", "DPO"],
+            [
+                [k, _fmt(base[k]), _fmt(dpo[k])]
+                for k in (
+                    "preference_accuracy",
+                    "preference_accuracy_normalized",
+                    "mean_logp_chosen",
+                    "mean_logp_rejected",
+                    "mean_response_tokens_greedy",
+                    "mean_response_tokens_sampled",
+                )
+            ],
+        )
+    ]
     r = metrics["implicit_reward"]
     level = int(metrics["confidence"] * 100)
-    out.append((f"Implicit reward of DPO against the base (beta = {metrics['beta']}; {level}% bootstrap CI)",
-                ["statistic", "value [CI]"], [["accuracy (margin > 0)", _ci(r["accuracy"])], ["mean margin", _ci(r["margin"])],
-                                               ["mean chosen reward", _ci(r["chosen"])], ["mean rejected reward", _ci(r["rejected"])]]
-                + [[f"margin {k}", _fmt(v)] for k, v in r["margin_quantiles"].items()]))
+    out.append(
+        (
+            f"Implicit reward of DPO against the base (beta = {metrics['beta']}; {level}% bootstrap CI)",
+            ["statistic", "value [CI]"],
+            [
+                ["accuracy (margin > 0)", _ci(r["accuracy"])],
+                ["mean margin", _ci(r["margin"])],
+                ["mean chosen reward", _ci(r["chosen"])],
+                ["mean rejected reward", _ci(r["rejected"])],
+            ]
+            + [[f"margin {k}", _fmt(v)] for k, v in r["margin_quantiles"].items()],
+        )
+    )
     kl = metrics["kl"]
-    out.append(("KL(DPO || base) from the DPO policy's own samples (temperature 1)", ["statistic", "value"],
-                [["per sequence", _fmt(kl["kl_per_sequence"])], ["per token", _fmt(kl["kl_per_token"])], ["samples", str(kl["samples"])]]))
+    out.append(
+        (
+            "KL(DPO || base) from the DPO policy's own samples (temperature 1)",
+            ["statistic", "value"],
+            [
+                ["per sequence", _fmt(kl["kl_per_sequence"])],
+                ["per token", _fmt(kl["kl_per_token"])],
+                ["samples", str(kl["samples"])],
+            ],
+        )
+    )
     judge = metrics.get("judge")
     if judge:
-        out.append((f"Judge win rate of DPO against base ({judge['model']}, greedy generations)", ["statistic", "value"],
-                    [[k, _fmt(judge[k])] for k in ("wins", "ties", "losses", "win_rate", "ci_low", "ci_high",
-                                                   "mean_score_policy", "mean_score_base")]))
+        out.append(
+            (
+                f"Judge win rate of DPO against base ({judge['model']}, greedy generations)",
+                ["statistic", "value"],
+                [
+                    [k, _fmt(judge[k])]
+                    for k in (
+                        "wins",
+                        "ties",
+                        "losses",
+                        "win_rate",
+                        "ci_low",
+                        "ci_high",
+                        "mean_score_policy",
+                        "mean_score_base",
+                    )
+                ],
+            )
+        )
     return out
 
 
 def write_markdown(path: Path, metrics: dict[str, Any], generations: list[dict[str, Any]], n_show: int = 4) -> None:
-    lines = [f"# DPO evaluation: {metrics['run_dir']}", "", f"{metrics['pairs']} held-out pairs from `{metrics['data']}`.", ""]
+    lines = [
+        f"# DPO evaluation: {metrics['run_dir']}",
+        "",
+        f"{metrics['pairs']} held-out pairs from `{metrics['data']}`.",
+        "",
+    ]
     for title, header, rows in tables(metrics):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
@@ -111,25 +170,36 @@ def write_markdown(path: Path, metrics: dict[str, Any], generations: list[dict[s
 
 def write_html(path: Path, metrics: dict[str, Any], generations: list[dict[str, Any]], plot_dir: Path) -> None:
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>DPO evaluation</title><style>"
-             "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
-             ".gen td{vertical-align:top;width:33%}</style></head><body>",
-             f"<h1>DPO evaluation</h1><p>Run <code>{esc(metrics['run_dir'])}</code>: {metrics['pairs']} held-out pairs from "
-             f"<code>{esc(str(metrics['data']))}</code>.</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>DPO evaluation</title><style>"
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
+        ".gen td{vertical-align:top;width:33%}</style></head><body>",
+        f"<h1>DPO evaluation</h1><p>Run <code>{esc(metrics['run_dir'])}</code>: {metrics['pairs']} held-out pairs from "
+        f"<code>{esc(str(metrics['data']))}</code>.</p>",
+    ]
     for title, header, rows in tables(metrics):
         parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</table>")
     if not metrics.get("judge"):
-        parts.append("<h2>Judge win rate</h2><p>No judge configured (<code>judge=&lt;hub id or local dir&gt;</code>).</p>")
+        parts.append(
+            "<h2>Judge win rate</h2><p>No judge configured (<code>judge=&lt;hub id or local dir&gt;</code>).</p>"
+        )
     parts.append("<h2>Plots</h2>")
     for name, title in PLOTS.items():
         data = base64.b64encode((plot_dir / name).read_bytes()).decode()
-        parts.append(f"<figure><img alt='{esc(title)}' src='data:image/png;base64,{data}'><figcaption>{esc(title)}</figcaption></figure>")
-    parts.append("<h2>Generations</h2><table class='gen'><tr><th>prompt</th><th>base (greedy / sampled)</th><th>DPO (greedy / sampled)</th></tr>")
+        image = f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
+        parts.append(f"<figure>{image}<figcaption>{esc(title)}</figcaption></figure>")
+    parts.append(
+        "<h2>Generations</h2><table class='gen'><tr><th>prompt</th><th>base (greedy / sampled)</th>"
+        "<th>DPO (greedy / sampled)</th></tr>"
+    )
     for g in generations:
-        parts.append(f"<tr><td>{esc(g['prompt'])}</td><td>{esc(g['base_greedy'])}<hr>{esc(g['base_sampled'])}</td>"
-                     f"<td>{esc(g['dpo_greedy'])}<hr>{esc(g['dpo_sampled'])}</td></tr>")
+        parts.append(
+            f"<tr><td>{esc(g['prompt'])}</td><td>{esc(g['base_greedy'])}<hr>{esc(g['base_sampled'])}</td>"
+            f"<td>{esc(g['dpo_greedy'])}<hr>{esc(g['dpo_sampled'])}</td></tr>"
+        )
     parts.append("</table></body></html>")
     path.write_text("\n".join(parts))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data import PreferencePair
+from ..data import PreferencePair, TokenizedPair
 from ..data.datamodule import validation_source
 from ..models.loading import load_tokenizer
-from .generation import generate, sampled_kl
+from .generation import Generated, generate, sampled_kl
 from .judge import RewardJudge, win_rate
 from .report import make_plots, write_html, write_markdown
 from .scoring import implicit_rewards, preference_accuracy, reward_statistics, score_pairs
@@ -51,85 +52,186 @@ def describe_validation(data_cfg: DictConfig) -> str:
     return source[0] if data_cfg.get("val_path") else f"{source[0]}[{source[1]}]"
 
 
+@dataclass
+class Run:
+    """The finished train.py run being evaluated, and where its evaluation goes."""
+
+    dir: Path
+    config: DictConfig
+    out: Path
+    device: torch.device
+
+    @property
+    def beta(self) -> float:
+        return float(self.config.loss.get("beta", 0.1))
+
+
+@dataclass
+class HeldOut:
+    """The held-out pairs both models are scored on: raw (for prompts' text), tokenized, and batched."""
+
+    pairs: list[PreferencePair]
+    tokens: list[TokenizedPair]
+    loader: DataLoader
+    description: str
+
+
+@dataclass
+class Samples:
+    """One model's generations for the held-out prompts: greedy, sampled (as shown in the report), and at
+    temperature 1 (`for_kl`: samples of the model itself, for the KL and the response lengths)."""
+
+    greedy: Generated
+    sampled: Generated
+    for_kl: Generated
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Load the run's base and DPO models, score both on the held-out pairs, generate from held-out prompts, judge
+    the generations (with `judge=`), and write metrics.json, generations.jsonl, the plots and the reports."""
+    run = open_run(cfg)
+    base, policy, tokenizer = load_models(run)
+    held_out = held_out_pairs(cfg, run, tokenizer)
+    metrics, rewards = compare_on_pairs(cfg, run, held_out, base, policy)
+    prompts = sample_prompts(cfg, held_out)
+    samples = {
+        name: generate_samples(cfg, model, tokenizer, [held_out.tokens[i].prompt for i in prompts], run.device)
+        for name, model in (("base", base), ("dpo", policy))
+    }
+    kl_prompts = [held_out.tokens[i].prompt for i in prompts for _ in range(cfg.generation.kl_samples_per_prompt)]
+    metrics["kl"] = sampled_kl(policy, base, kl_prompts, samples["dpo"].for_kl, run.device)
+    for name, s in samples.items():
+        metrics[name]["mean_response_tokens_greedy"] = mean_length(s.greedy)
+        metrics[name]["mean_response_tokens_sampled"] = mean_length(s.for_kl)
+    generations = [
+        {
+            "prompt": prompt_text(held_out.pairs[i]),
+            **{
+                f"{name}_{kind}": getattr(s, kind).texts[j]
+                for kind in ("greedy", "sampled")
+                for name, s in samples.items()
+            },
+        }
+        for j, i in enumerate(prompts)
+    ]
+    metrics["judge"] = judge_generations(cfg, generations, run.device)
+    write_outputs(cfg, run, metrics, rewards, generations)
+    print(headline(metrics, run.out))
+    return metrics
+
+
+def open_run(cfg: DictConfig) -> Run:
     run_dir = Path(cfg.run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "final").is_dir():
         raise FileNotFoundError(f"run_dir={run_dir} is not a finished train.py run (needs config.yaml and final/)")
-    run_cfg = OmegaConf.load(run_dir / "config.yaml")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    return Run(run_dir, OmegaConf.load(run_dir / "config.yaml"), out, device)
 
-    base = instantiate(run_cfg.model).model.to(device)  # the run's starting model: its reference
-    policy = load_trained_policy(run_dir / "final", base).to(device)
-    tokenizer = load_tokenizer(str(run_dir / "final"))
-    data_cfg = cfg.data if cfg.get("data") else run_cfg.data
+
+def load_models(run: Run) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
+    """The run's starting model (its reference: "base"), its final policy ("dpo"), and the tokenizer."""
+    base = instantiate(run.config.model).model.to(run.device)
+    policy = load_trained_policy(run.dir / "final", base).to(run.device)
+    return base, policy, load_tokenizer(str(run.dir / "final"))
+
+
+def held_out_pairs(cfg: DictConfig, run: Run, tokenizer: Any) -> HeldOut:
+    data_cfg = cfg.data if cfg.get("data") else run.config.data
     datamodule = instantiate(data_cfg, tokenizer=tokenizer, report_path=None)  # the run's own report stays as it is
     datamodule.setup()
     pairs, tokens = datamodule.val_pairs[: cfg.max_pairs], datamodule.val_tokens[: cfg.max_pairs]
     loader = DataLoader(tokens, batch_size=cfg.batch_size, collate_fn=datamodule.collator)
-    beta = float(run_cfg.loss.get("beta", 0.1))
+    return HeldOut(pairs, tokens, loader, describe_validation(data_cfg))
 
-    bar = lambda desc: (lambda it: tqdm(it, desc=desc, leave=False))  # noqa: E731
-    base_scores = score_pairs(base, loader, device, bar("scoring base"))
-    dpo_scores = score_pairs(policy, loader, device, bar("scoring DPO"))
-    rewards = implicit_rewards(dpo_scores, base_scores, beta)
-    metrics: dict[str, Any] = {
-        "run_dir": str(run_dir), "data": describe_validation(data_cfg), "pairs": len(tokens), "beta": beta,
-        "confidence": cfg.confidence, "base": preference_accuracy(base_scores), "dpo": preference_accuracy(dpo_scores),
+
+def compare_on_pairs(
+    cfg: DictConfig, run: Run, held_out: HeldOut, base: torch.nn.Module, policy: torch.nn.Module
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Preference accuracy of each model, and the DPO model's implicit reward against the base, with intervals."""
+    bar = lambda desc: lambda it: tqdm(it, desc=desc, leave=False)  # noqa: E731
+    base_scores = score_pairs(base, held_out.loader, run.device, bar("scoring base"))
+    dpo_scores = score_pairs(policy, held_out.loader, run.device, bar("scoring DPO"))
+    rewards = implicit_rewards(dpo_scores, base_scores, run.beta)
+    metrics = {
+        "run_dir": str(run.dir),
+        "data": held_out.description,
+        "pairs": len(held_out.tokens),
+        "beta": run.beta,
+        "confidence": cfg.confidence,
+        "base": preference_accuracy(base_scores),
+        "dpo": preference_accuracy(dpo_scores),
         "implicit_reward": reward_statistics(rewards, cfg.bootstrap_resamples, cfg.confidence, cfg.seed),
     }
+    return metrics, rewards
 
+
+def sample_prompts(cfg: DictConfig, held_out: HeldOut) -> list[int]:
+    """Indices of the held-out pairs whose prompts are generated from: a seeded choice, in data order."""
+    order = torch.randperm(len(held_out.tokens), generator=torch.Generator().manual_seed(cfg.seed))
+    return order[: cfg.generation.num_prompts].sort().values.tolist()
+
+
+def generate_samples(
+    cfg: DictConfig, model: torch.nn.Module, tokenizer: Any, prompts: list[list[int]], device: torch.device
+) -> Samples:
     g = cfg.generation
-    chosen = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(cfg.seed))[: g.num_prompts].sort().values.tolist()
-    prompts = [tokens[i].prompt for i in chosen]
-    gen = {}
+    common = dict(max_new_tokens=g.max_new_tokens, seed=cfg.seed, batch_size=g.batch_size, device=device)
     kl_prompts = [p for p in prompts for _ in range(g.kl_samples_per_prompt)]
-    kinds = {"greedy": (prompts, dict(do_sample=False)),
-             "sampled": (prompts, dict(do_sample=True, temperature=g.temperature, top_p=g.top_p)),
-             "kl": (kl_prompts, dict(do_sample=True, temperature=1.0, top_p=1.0))}  # temperature 1: samples of the model itself
-    models = {"base": base, "dpo": policy}
-    for name, kind in tqdm([(m, k) for m in models for k in kinds], desc="generating"):
-        inputs, sampling = kinds[kind]
-        gen[name, kind] = generate(models[name], tokenizer, inputs, max_new_tokens=g.max_new_tokens, seed=cfg.seed,
-                                   batch_size=g.batch_size, device=device, **sampling)
-    metrics["kl"] = sampled_kl(policy, base, kl_prompts, gen["dpo", "kl"], device)
-    for name in ("base", "dpo"):
-        metrics[name]["mean_response_tokens_greedy"] = sum(map(len, gen[name, "greedy"].tokens)) / len(prompts)
-        metrics[name]["mean_response_tokens_sampled"] = sum(map(len, gen[name, "kl"].tokens)) / len(kl_prompts)
-    generations = [{"prompt": prompt_text(pairs[i]), "base_greedy": gen["base", "greedy"].texts[j], "dpo_greedy": gen["dpo", "greedy"].texts[j],
-                    "base_sampled": gen["base", "sampled"].texts[j], "dpo_sampled": gen["dpo", "sampled"].texts[j]}
-                   for j, i in enumerate(chosen)]
+    return Samples(
+        greedy=generate(model, tokenizer, prompts, do_sample=False, **common),
+        sampled=generate(model, tokenizer, prompts, do_sample=True, temperature=g.temperature, top_p=g.top_p, **common),
+        for_kl=generate(model, tokenizer, kl_prompts, do_sample=True, temperature=1.0, top_p=1.0, **common),
+    )
 
-    if cfg.get("judge"):
-        judge = RewardJudge(cfg.judge, device=device)
-        texts = [g["prompt"] for g in generations]
-        metrics["judge"] = {"model": str(cfg.judge), **win_rate(
-            judge.score(texts, [g["dpo_greedy"] for g in generations]), judge.score(texts, [g["base_greedy"] for g in generations]),
-            cfg.judge_tie_tolerance, cfg.bootstrap_resamples, cfg.confidence, cfg.seed)}
-    else:
-        metrics["judge"] = None
 
+def mean_length(generated: Generated) -> float:
+    return sum(map(len, generated.tokens)) / max(1, len(generated.tokens))
+
+
+def judge_generations(cfg: DictConfig, generations: list[dict[str, str]], device: torch.device) -> dict | None:
+    """Win/tie/loss of DPO against base on the greedy generations, by the reward model `judge` (None without)."""
+    if not cfg.get("judge"):
+        return None
+    judge = RewardJudge(cfg.judge, device=device)
+    prompts = [g["prompt"] for g in generations]
+    dpo = judge.score(prompts, [g["dpo_greedy"] for g in generations])
+    base = judge.score(prompts, [g["base_greedy"] for g in generations])
+    return {
+        "model": str(cfg.judge),
+        **win_rate(dpo, base, cfg.judge_tie_tolerance, cfg.bootstrap_resamples, cfg.confidence, cfg.seed),
+    }
+
+
+def write_outputs(
+    cfg: DictConfig,
+    run: Run,
+    metrics: dict[str, Any],
+    rewards: dict[str, torch.Tensor],
+    generations: list[dict[str, str]],
+) -> None:
+    out = run.out
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with open(out / "generations.jsonl", "w") as f:
         f.writelines(json.dumps(g, ensure_ascii=False) + "\n" for g in generations)
     torch.save({k: v.cpu() for k, v in rewards.items()}, out / "rewards.pt")
-    make_plots(out, rewards, metrics, beta)
+    make_plots(out, rewards, metrics, run.beta)
     write_markdown(out / "report.md", metrics, generations)
     write_html(out / "report.html", metrics, generations, out)
     if cfg.get("report_to") == "wandb":
         log_to_wandb(cfg, out, metrics, generations)
-    print(headline(metrics, out))
-    return metrics
 
 
 def headline(metrics: dict[str, Any], out: Path) -> str:
     b, d = metrics["base"], metrics["dpo"]
-    return (f"Report: {out / 'report.html'} (and report.md)\n"
-            f"Held-out preference accuracy ({metrics['pairs']} pairs): base {b['preference_accuracy']:.3f} -> DPO "
-            f"{d['preference_accuracy']:.3f} (per-token: {b['preference_accuracy_normalized']:.3f} -> "
-            f"{d['preference_accuracy_normalized']:.3f}); implicit-reward accuracy "
-            f"{metrics['implicit_reward']['accuracy']['value']:.3f}, KL per token {metrics['kl']['kl_per_token']:.4f}")
+    return (
+        f"Report: {out / 'report.html'} (and report.md)\n"
+        f"Held-out preference accuracy ({metrics['pairs']} pairs): base {b['preference_accuracy']:.3f} -> DPO "
+        f"{d['preference_accuracy']:.3f} (per-token: {b['preference_accuracy_normalized']:.3f} -> "
+        f"{d['preference_accuracy_normalized']:.3f}); implicit-reward accuracy "
+        f"{metrics['implicit_reward']['accuracy']['value']:.3f}, KL per token {metrics['kl']['kl_per_token']:.4f}"
+    )
 
 
 def log_to_wandb(cfg: DictConfig, out: Path, metrics: dict[str, Any], generations: list[dict[str, Any]]) -> None:
@@ -137,13 +239,24 @@ def log_to_wandb(cfg: DictConfig, out: Path, metrics: dict[str, Any], generation
 
     from ..loggers import wandb_configured
 
-    run = wandb.init(project=cfg.wandb_project, dir=str(out), job_type="eval",
-                     mode="online" if wandb_configured() else "offline", config={"run_dir": metrics["run_dir"]})
+    run = wandb.init(
+        project=cfg.wandb_project,
+        dir=str(out),
+        job_type="eval",
+        mode="online" if wandb_configured() else "offline",
+        config={"run_dir": metrics["run_dir"]},
+    )
     flat = {f"test/{m}/{k}": v for m in ("base", "dpo") for k, v in metrics[m].items()}
-    flat.update({f"test/implicit_reward/{k}": v["value"] for k, v in metrics["implicit_reward"].items() if "value" in v})
+    flat.update(
+        {f"test/implicit_reward/{k}": v["value"] for k, v in metrics["implicit_reward"].items() if "value" in v}
+    )
     flat.update({f"test/kl/{k}": v for k, v in metrics["kl"].items()})
     run.log(flat)
     columns = list(generations[0]) if generations else []
-    run.log({"test/generations": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in generations]),
-             **{f"test/plots/{p.stem}": wandb.Image(str(p)) for p in sorted(out.glob("*.png"))}})
+    run.log(
+        {
+            "test/generations": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in generations]),
+            **{f"test/plots/{p.stem}": wandb.Image(str(p)) for p in sorted(out.glob("*.png"))},
+        }
+    )
     run.finish()

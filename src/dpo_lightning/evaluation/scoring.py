@@ -18,8 +18,7 @@ def score_pairs(model: nn.Module, loader: DataLoader, device: torch.device | str
     model.eval()
     parts = []
     for batch in progress(loader) if progress else loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        pairs = pair_logps(response_states(model, batch, separate_halves=True))
+        pairs = pair_logps(response_states(model, batch.to(device), separate_halves=True))
         parts.append([pairs.chosen.cpu(), pairs.rejected.cpu(), pairs.chosen_tokens.cpu(), pairs.rejected_tokens.cpu()])
     return PairLogps(*(torch.cat(column).double() for column in zip(*parts)))
 
@@ -35,7 +34,10 @@ def preference_accuracy(scores: PairLogps) -> dict[str, float]:
     Needs no reference model, so the base model has a meaningful number too."""
     return {
         "preference_accuracy": clearly_greater(scores.chosen, scores.rejected).double().mean().item(),
-        "preference_accuracy_normalized": clearly_greater(scores.chosen_mean, scores.rejected_mean).double().mean().item(),
+        "preference_accuracy_normalized": clearly_greater(scores.chosen_mean, scores.rejected_mean)
+        .double()
+        .mean()
+        .item(),
         "mean_logp_chosen": scores.chosen.mean().item(),
         "mean_logp_rejected": scores.rejected.mean().item(),
     }
@@ -71,13 +73,23 @@ def implicit_rewards(policy: PairLogps, base: PairLogps, beta: float) -> dict[st
     return {"chosen": chosen, "rejected": rejected, "margins": chosen - rejected}
 
 
-def reward_statistics(rewards: dict[str, Tensor], resamples: int, confidence: float, seed: int) -> dict[str, dict[str, float]]:
+def reward_statistics(
+    rewards: dict[str, Tensor], resamples: int, confidence: float, seed: int
+) -> dict[str, dict[str, float]]:
     margins = rewards["margins"]
     return {
-        "accuracy": bootstrap_mean(clearly_greater(rewards["chosen"], rewards["rejected"]).double(), resamples, confidence, seed).as_dict(),
+        "accuracy": bootstrap_mean(
+            clearly_greater(rewards["chosen"], rewards["rejected"]).double(), resamples, confidence, seed
+        ).as_dict(),
         "margin": bootstrap_mean(margins, resamples, confidence, seed).as_dict(),
         "chosen": bootstrap_mean(rewards["chosen"], resamples, confidence, seed).as_dict(),
         "rejected": bootstrap_mean(rewards["rejected"], resamples, confidence, seed).as_dict(),
-        "margin_quantiles": dict(zip(("p05", "p25", "p50", "p75", "p95"), torch.quantile(
-            margins.double(), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64)).tolist())),
+        "margin_quantiles": dict(
+            zip(
+                ("p05", "p25", "p50", "p75", "p95"),
+                torch.quantile(
+                    margins.double(), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64)
+                ).tolist(),
+            )
+        ),
     }

@@ -6,8 +6,21 @@ from .pointwise import APODownLoss, APOZeroLoss, BCOPairLoss, EXOPairLoss, NCAPa
 from .reference_free import ORPOLoss, SFTLoss, SimPOLoss
 
 __all__ = [
-    "LossOutput", "PairLogps", "PreferenceLoss",
-    "DPOLoss", "HingeLoss", "IPOLoss", "RobustLoss", "RPOLoss",
-    "APODownLoss", "APOZeroLoss", "BCOPairLoss", "EXOPairLoss", "NCAPairLoss", "SPPOHardLoss",
-    "ORPOLoss", "SFTLoss", "SimPOLoss",
+    "LossOutput",
+    "PairLogps",
+    "PreferenceLoss",
+    "DPOLoss",
+    "HingeLoss",
+    "IPOLoss",
+    "RobustLoss",
+    "RPOLoss",
+    "APODownLoss",
+    "APOZeroLoss",
+    "BCOPairLoss",
+    "EXOPairLoss",
+    "NCAPairLoss",
+    "SPPOHardLoss",
+    "ORPOLoss",
+    "SFTLoss",
+    "SimPOLoss",
 ]

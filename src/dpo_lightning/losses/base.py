@@ -7,7 +7,7 @@ formula from its paper and is testable by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
@@ -35,16 +35,23 @@ class LossOutput:
     losses: Tensor  # one per pair; the training loss is their mean
     chosen_rewards: Tensor  # detached implicit rewards, one per pair
     rejected_rewards: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)  # the loss's own values, one per pair (logged)
 
 
 class PreferenceLoss(nn.Module):
-    """Base class: subclasses implement `pair_losses`; `rewards` defaults to DPO's beta * log(pi / pi_ref)."""
+    """Base class: subclasses implement `pair_losses`; `rewards` defaults to DPO's beta * log(pi / pi_ref).
+
+    A loss with values of its own to log (e.g. BCO's running reward mean) names them in `extra_metrics` and returns
+    them from `extras`, one value per pair; they are logged as train/<name> and val/<name> (see `metrics.py`).
+    Every constructor argument is checked here, where it is used; the fail-fast config check builds the loss to
+    run the same checks before any model loads."""
 
     requires_reference: bool = True
+    extra_metrics: tuple[str, ...] = ()
 
     def __init__(self, beta: float = 0.1) -> None:
         super().__init__()
-        if beta <= 0:
+        if not beta > 0:
             raise ValueError(f"loss.beta must be > 0, got {beta}")
         self.beta = float(beta)
 
@@ -53,17 +60,22 @@ class PreferenceLoss(nn.Module):
             raise ValueError(f"{type(self).__name__} needs reference log-probs")
         losses = self.pair_losses(policy, reference)
         chosen_rewards, rejected_rewards = self.rewards(policy, reference)
-        return LossOutput(losses, chosen_rewards.detach(), rejected_rewards.detach())
+        return LossOutput(losses, chosen_rewards.detach(), rejected_rewards.detach(), self.extras(policy, reference))
 
     def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
         raise NotImplementedError
+
+    def extras(self, policy: PairLogps, reference: PairLogps | None) -> dict[str, Tensor]:
+        return {}
 
     def rewards(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
         chosen, rejected = logratios(policy, reference)
         return self.beta * chosen, self.beta * rejected
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in vars(self).items() if isinstance(v, (int, float, bool)) and not k.startswith("_"))
+        return ", ".join(
+            f"{k}={v}" for k, v in vars(self).items() if isinstance(v, (int, float, bool)) and not k.startswith("_")
+        )
 
 
 def logratios(policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
@@ -80,7 +92,9 @@ def chosen_nll(policy: PairLogps) -> Tensor:
 
 def smoothed_sigmoid_loss(logits: Tensor, label_smoothing: float) -> Tensor:
     """-(1 - eps) log sigmoid(z) - eps log sigmoid(-z): conservative DPO (Mitchell 2023) when eps > 0."""
-    return -(1 - label_smoothing) * nn.functional.logsigmoid(logits) - label_smoothing * nn.functional.logsigmoid(-logits)
+    return -(1 - label_smoothing) * nn.functional.logsigmoid(logits) - label_smoothing * nn.functional.logsigmoid(
+        -logits
+    )
 
 
 def check_label_smoothing(value: float, upper: float = 0.5) -> float:

@@ -16,7 +16,9 @@ from .base import PairLogps, PreferenceLoss, logratios
 
 class BCOPairLoss(PreferenceLoss):
     """Jung et al. 2024 (BCO, paired): -log sigmoid(beta r_w - delta) - log sigmoid(-(beta r_l - delta)),
-    delta the running mean of all rewards seen so far (reduced across ranks)."""
+    delta the running mean of all rewards seen so far (reduced across ranks), logged as `bco/delta`."""
+
+    extra_metrics = ("bco/delta",)
 
     def __init__(self, beta: float = 0.1) -> None:
         super().__init__(beta)
@@ -31,9 +33,14 @@ class BCOPairLoss(PreferenceLoss):
         delta = self.reward_mean.to(chosen.dtype)
         return -F.logsigmoid(chosen - delta) - F.logsigmoid(-(rejected - delta))
 
+    def extras(self, policy: PairLogps, reference: PairLogps | None) -> dict[str, Tensor]:
+        return {"bco/delta": self.reward_mean.detach().expand(policy.chosen.shape[0])}
+
     @torch.no_grad()
     def _update_delta(self, rewards: Tensor) -> None:
-        stats = torch.stack([rewards.double().sum(), torch.tensor(float(rewards.numel()), dtype=torch.float64, device=rewards.device)])
+        stats = torch.stack(
+            [rewards.double().sum(), torch.tensor(float(rewards.numel()), dtype=torch.float64, device=rewards.device)]
+        )
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(stats)
         total = self.reward_count + stats[1]
@@ -42,7 +49,8 @@ class BCOPairLoss(PreferenceLoss):
 
 
 class APOZeroLoss(PreferenceLoss):
-    """D'Oosterlinck et al. 2024 (APO-zero, for chosen better than the model): (1 - sigmoid(beta r_w)) + sigmoid(beta r_l)."""
+    """D'Oosterlinck et al. 2024 (APO-zero, for chosen better than the model):
+    (1 - sigmoid(beta r_w)) + sigmoid(beta r_l)."""
 
     def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
         chosen, rejected = logratios(policy, reference)
@@ -67,7 +75,8 @@ class SPPOHardLoss(PreferenceLoss):
 
 
 class NCAPairLoss(PreferenceLoss):
-    """Chen et al. 2024 (NCA, paired): -log sigmoid(beta r_w) - 1/2 log sigmoid(-beta r_w) - 1/2 log sigmoid(-beta r_l)."""
+    """Chen et al. 2024 (NCA, paired):
+    -log sigmoid(beta r_w) - 1/2 log sigmoid(-beta r_w) - 1/2 log sigmoid(-beta r_l)."""
 
     def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
         chosen, rejected = logratios(policy, reference)

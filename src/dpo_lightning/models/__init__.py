@@ -4,4 +4,12 @@ from .embedded import resolve_embedded
 from .loading import LoadedModel, build_tiny_llama, load_causal_lm, load_tokenizer
 from .lora import is_peft_model, wrap_lora
 
-__all__ = ["resolve_embedded", "LoadedModel", "build_tiny_llama", "load_causal_lm", "load_tokenizer", "is_peft_model", "wrap_lora"]
+__all__ = [
+    "resolve_embedded",
+    "LoadedModel",
+    "build_tiny_llama",
+    "load_causal_lm",
+    "load_tokenizer",
+    "is_peft_model",
+    "wrap_lora",
+]

@@ -52,7 +52,7 @@ def find_gguf(name: str) -> Path:
 
 def resolve_embedded(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Return a Hugging Face folder for `embedded:<name>`, converting the GGUF file on first use."""
-    name = str(name_or_path)[len(EMBEDDED_PREFIX):]
+    name = str(name_or_path)[len(EMBEDDED_PREFIX) :]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache / "models" / name
     if (target / "config.json").is_file():

@@ -54,14 +54,23 @@ def run_final_model(run_dir: str) -> str:
     for candidate in (final, final / "merged"):
         if (candidate / "config.json").is_file():
             return str(candidate)
-    raise FileNotFoundError(f"model.init_from={run_dir}: no final model (final/config.json or final/merged/config.json); "
-                            "was the run finished, and for LoRA exported with merge_adapter=true?")
+    raise FileNotFoundError(
+        f"model.init_from={run_dir}: no final model (final/config.json or final/merged/config.json); "
+        "was the run finished, and for LoRA exported with merge_adapter=true?"
+    )
 
 
-def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | None = None,
-                   trust_remote_code: bool = False, allow_pickle: bool = False, attn_implementation: str | None = "sdpa",
-                   cache_dir: str | None = None,
-                   init_from: str | None = None, quantization: str | None = None) -> LoadedModel:
+def load_causal_lm(
+    name_or_path: str,
+    dtype: str = "float32",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    attn_implementation: str | None = "sdpa",
+    cache_dir: str | None = None,
+    init_from: str | None = None,
+    quantization: str | None = None,
+) -> LoadedModel:
     """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id).
 
     `quantization="nf4"` loads the weights in 4-bit NF4 through bitsandbytes (QLoRA's base; `peft=qlora`).
@@ -72,11 +81,17 @@ def load_causal_lm(name_or_path: str, dtype: str = "float32", revision: str | No
 
     source = run_final_model(init_from) if init_from else resolve_name_or_path(name_or_path, cache_dir)
     if Path(source).is_dir() and not allow_pickle and not any(Path(source).glob("*.safetensors")):
-        raise ValueError(f"{source} has no .safetensors weights; pickle-based weights (.bin/.pt) are refused "
-                         "unless model.allow_pickle=true")
+        raise ValueError(
+            f"{source} has no .safetensors weights; pickle-based weights (.bin/.pt) are refused "
+            "unless model.allow_pickle=true"
+        )
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=getattr(torch, dtype), revision=revision, trust_remote_code=trust_remote_code,
-        use_safetensors=None if allow_pickle else True, attn_implementation=attn_implementation,
+        source,
+        dtype=getattr(torch, dtype),
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        use_safetensors=None if allow_pickle else True,
+        attn_implementation=attn_implementation,
         **quantization_kwargs(quantization, dtype),
     )
     prepare_for_training(model)
@@ -91,8 +106,9 @@ def quantization_kwargs(quantization: str | None, dtype: str = "bfloat16") -> di
     from transformers import BitsAndBytesConfig
 
     compute = torch.bfloat16 if dtype == "float32" else getattr(torch, dtype)
-    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                bnb_4bit_compute_dtype=compute)
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+    )
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     return {"quantization_config": config, "device_map": {"": local_rank}}  # 4-bit weights are placed at load
 
@@ -102,9 +118,11 @@ def check_quantization(quantization: str) -> None:
     if quantization != "nf4":
         raise ValueError(f"model.quantization must be null or 'nf4', got {quantization!r}")
     if not torch.cuda.is_available():
-        raise ValueError("peft=qlora (model.quantization=nf4) loads the base model in 4-bit through bitsandbytes, "
-                         "whose 4-bit kernels need a CUDA GPU, and this machine has none. Use peft=lora here: "
-                         "the same adapters over a full-precision base.")
+        raise ValueError(
+            "peft=qlora (model.quantization=nf4) loads the base model in 4-bit through bitsandbytes, "
+            "whose 4-bit kernels need a CUDA GPU, and this machine has none. Use peft=lora here: "
+            "the same adapters over a full-precision base."
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ValueError("peft=qlora needs bitsandbytes: pip install bitsandbytes")
 
@@ -114,10 +132,18 @@ def prepare_for_training(model: nn.Module) -> None:
     model.config.use_cache = False
 
 
-def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hidden_size: int = 8,
-                     num_hidden_layers: int = 2, num_attention_heads: int = 2, intermediate_size: int = 16,
-                     seed: int = 0, name_or_path: str | None = None, cache_dir: str | None = None,
-                     init_from: str | None = None, quantization: str | None = None) -> LoadedModel:
+def build_tiny_llama(
+    tokenizer_from: str = "embedded:smollm2-135m-instruct",
+    hidden_size: int = 8,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 16,
+    seed: int = 0,
+    name_or_path: str | None = None,
+    cache_dir: str | None = None,
+    init_from: str | None = None,
+    quantization: str | None = None,
+) -> LoadedModel:
     """A random-init Llama of a few hundred thousand parameters sharing the tokenizer of `tokenizer_from`.
 
     Builds in seconds: for tests and smoke runs. With `name_or_path` (or `init_from`) set, that model is loaded.
@@ -131,10 +157,17 @@ def build_tiny_llama(tokenizer_from: str = "embedded:smollm2-135m-instruct", hid
 
     tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
-        num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-        num_key_value_heads=num_attention_heads, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_attention_heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -5,12 +5,19 @@ from __future__ import annotations
 from torch import nn
 
 
-def wrap_lora(model: nn.Module, r: int = 16, alpha: int = 32, dropout: float = 0.05,
-              target_modules: str | list[str] = "all-linear", bias: str = "none") -> nn.Module:
+def wrap_lora(
+    model: nn.Module,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: str | list[str] = "all-linear",
+    bias: str = "none",
+) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias=bias,
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias=bias, task_type="CAUSAL_LM"
+    )
     if getattr(model, "is_loaded_in_4bit", False):  # QLoRA: norms in fp32, inputs that carry gradients
         from peft import prepare_model_for_kbit_training
 

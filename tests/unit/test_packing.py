@@ -9,45 +9,52 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from conftest import tiny_llama
 from dpo_lightning.data import PackedPairCollator, PairCollator, TokenizedPair
-from dpo_lightning.logprobs import packed_attention_mask, plain_sequence_logps, response_states, sequence_logps, token_kl
+from dpo_lightning.logprobs import plain_sequence_logps, response_states, sequence_logps, token_kl
 from dpo_lightning.models import wrap_lora
-from tests.test_logprobs import tiny_llama
 
 
 def pairs(vocab=97):
     g = torch.Generator().manual_seed(1)
     ids = lambda n: torch.randint(3, vocab, (n,), generator=g).tolist()  # noqa: E731
     # lengths 5+4+7=16, 9+2+3=14, 3+6+1=10, 2+1+2=5: the last two share a row when packed (width 16)
-    return [TokenizedPair(ids(5), ids(4), ids(7)), TokenizedPair(ids(9), ids(2), ids(3)),
-            TokenizedPair(ids(3), ids(6), ids(1)), TokenizedPair(ids(2), ids(1), ids(2))]
+    return [
+        TokenizedPair(ids(5), ids(4), ids(7)),
+        TokenizedPair(ids(9), ids(2), ids(3)),
+        TokenizedPair(ids(3), ids(6), ids(1)),
+        TokenizedPair(ids(2), ids(1), ids(2)),
+    ]
 
 
 def test_packing_puts_short_pairs_in_one_row_and_restarts_positions():
     b = PackedPairCollator(pad_token_id=0)(pairs())
-    assert b["input_ids"].shape == (3, 16)
-    assert b["segment_ids"][2].tolist() == [2] * 10 + [3] * 5 + [-1]
+    assert b.input_ids.shape == (3, 16)
+    assert b.segment_ids[2].tolist() == [2] * 10 + [3] * 5 + [-1]
     # pair 2: prompt 0..2, chosen 3..8, rejected continues from the prompt end: 3
-    assert b["position_ids"][2, :10].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 3]
-    assert b["targets"].numel() == 4 + 7 + 2 + 3 + 6 + 1 + 1 + 2
-    assert PackedPairCollator(pad_token_id=0, pack=False)(pairs())["input_ids"].shape == (4, 16)
+    assert b.position_ids[2, :10].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 3]
+    assert b.targets.numel() == 4 + 7 + 2 + 3 + 6 + 1 + 1 + 2
+    assert PackedPairCollator(pad_token_id=0, pack=False)(pairs()).input_ids.shape == (4, 16)
 
 
 def test_mask_blocks_other_pairs_and_chosen_from_rejected():
-    b = PackedPairCollator(pad_token_id=0)([TokenizedPair([5, 6], [7], [8, 9]), TokenizedPair([4], [3], [2]),
-                                            TokenizedPair([1, 2, 3], [4, 5, 6], [7, 8])])
-    assert b["segment_ids"].tolist() == [[2] * 8, [0] * 5 + [1] * 3]  # the longest pair first, then first fit
-    m = packed_attention_mask(b)[1, 0].int()
+    b = PackedPairCollator(pad_token_id=0)(
+        [TokenizedPair([5, 6], [7], [8, 9]), TokenizedPair([4], [3], [2]), TokenizedPair([1, 2, 3], [4, 5, 6], [7, 8])]
+    )
+    assert b.segment_ids.tolist() == [[2] * 8, [0] * 5 + [1] * 3]  # the longest pair first, then first fit
+    m = b.attention_mask()[1, 0].int()
     # row 1: p p c r r | p c r ; rows are queries, columns keys
-    assert m.tolist() == [[1, 0, 0, 0, 0, 0, 0, 0],
-                          [1, 1, 0, 0, 0, 0, 0, 0],
-                          [1, 1, 1, 0, 0, 0, 0, 0],
-                          [1, 1, 0, 1, 0, 0, 0, 0],
-                          [1, 1, 0, 1, 1, 0, 0, 0],
-                          [0, 0, 0, 0, 0, 1, 0, 0],
-                          [0, 0, 0, 0, 0, 1, 1, 0],
-                          [0, 0, 0, 0, 0, 1, 0, 1]]
-    additive = packed_attention_mask(b, torch.float32)[1, 0]
+    assert m.tolist() == [
+        [1, 0, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 1, 0, 0, 0, 0],
+        [1, 1, 0, 1, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 1, 1, 0],
+        [0, 0, 0, 0, 0, 1, 0, 1],
+    ]
+    additive = b.attention_mask(torch.float32)[1, 0]
     assert (additive == 0).int().tolist() == m.tolist()
 
 

@@ -8,26 +8,27 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from conftest import tiny_llama
 from dpo_lightning.data import PairCollator, TokenizedPair
+from dpo_lightning.lm_head import ChunkedTokenLogps
 from dpo_lightning.logprobs import (
-    ChunkedTokenLogps, has_plain_head, plain_sequence_logps, response_states, sequence_logps, token_kl,
+    has_plain_head,
+    plain_sequence_logps,
+    response_states,
+    sequence_logps,
+    token_kl,
 )
 from dpo_lightning.models import wrap_lora
-
-
-def tiny_llama(seed=0, vocab=97, tie=True):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie)
-    return LlamaForCausalLM(cfg).double()
 
 
 def batch(vocab=97):
     g = torch.Generator().manual_seed(0)
     ids = lambda n: torch.randint(3, vocab, (n,), generator=g).tolist()  # noqa: E731
-    pairs = [TokenizedPair(ids(5), ids(4), ids(7)), TokenizedPair(ids(9), ids(2), ids(3)), TokenizedPair(ids(3), ids(6), ids(1))]
+    pairs = [
+        TokenizedPair(ids(5), ids(4), ids(7)),
+        TokenizedPair(ids(9), ids(2), ids(3)),
+        TokenizedPair(ids(3), ids(6), ids(1)),
+    ]
     return PairCollator(pad_token_id=0)(pairs)
 
 
@@ -40,7 +41,7 @@ def test_fused_path_matches_plain_logps_and_gradients(separate, chunk, vocab_chu
     (expected.logps * torch.arange(1, 7)).sum().backward()  # weight the rows so every gradient path counts
 
     states = response_states(fused_model, b, fused_head=True, separate_halves=separate)
-    assert states.head is not None  # the fused path really ran
+    assert states.head is not None and states.logits is None  # the fused path really ran
     got = sequence_logps(states, chunk_size=chunk, vocab_chunk_size=vocab_chunk)
     (got.logps * torch.arange(1, 7)).sum().backward()
 
@@ -101,9 +102,15 @@ def test_head_temporaries_are_one_tile():
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            inputs = {x.untyped_storage().data_ptr() for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)}
+            inputs = {
+                x.untyped_storage().data_ptr() for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)
+            }
             for x in tree_leaves(out):  # newly allocated outputs only (not views or in-place results)
-                if isinstance(x, torch.Tensor) and x.is_floating_point() and x.untyped_storage().data_ptr() not in inputs:
+                if (
+                    isinstance(x, torch.Tensor)
+                    and x.is_floating_point()
+                    and x.untyped_storage().data_ptr() not in inputs
+                ):
                     self.sizes.append((x.numel(), x.dtype, func.__name__))
             return out
 
@@ -119,12 +126,14 @@ def test_head_temporaries_are_one_tile():
     assert_close(w.grad, torch.autograd.grad(torch.log_softmax(h @ w.t(), -1).gather(-1, t[:, None]).sum(), w)[0])
 
 
-def test_plain_path_is_taken_for_unknown_heads():
+def test_plain_path_is_taken_for_unknown_heads(caplog):
     model = tiny_llama()
     model.config.model_type = "some_softcapped_model"
     assert not has_plain_head(model)
-    states = response_states(model, batch())
-    assert states.head is None
+    with caplog.at_level("WARNING", logger="dpo_lightning.logprobs"):
+        states = response_states(model, batch())
+    assert "'some_softcapped_model' is not known to compute its logits as a plain linear head" in caplog.text
+    assert states.head is None and states.logits is not None
     assert_close(sequence_logps(states).logps, plain_sequence_logps(model, batch()).logps)
 
 
@@ -132,13 +141,18 @@ def test_token_kl_matches_full_distribution_kl():
     policy, reference = tiny_llama(0), tiny_llama(1)
     b = batch()
     kl = token_kl(response_states(policy, b), response_states(reference, b), chunk_size=2)
-    mask = b["response_mask"][:, 1:]
-    logp = policy(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1][mask].log_softmax(-1)
-    logq = reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1][mask].log_softmax(-1)
+    mask = b.response_mask[:, 1:]
+    logp = policy(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[:, :-1][mask].log_softmax(-1)
+    logq = reference(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[:, :-1][mask].log_softmax(-1)
     expected = torch.nn.functional.kl_div(logq, logp, log_target=True, reduction="none").sum(-1)
     assert_close(kl, expected.float() if kl.dtype == torch.float32 else expected)
     assert (kl > 0).all()
-    assert_close(token_kl(response_states(policy, b), response_states(copy.deepcopy(policy), b)), torch.zeros_like(kl), atol=1e-9, rtol=0)
+    assert_close(
+        token_kl(response_states(policy, b), response_states(copy.deepcopy(policy), b)),
+        torch.zeros_like(kl),
+        atol=1e-9,
+        rtol=0,
+    )
 
 
 def test_lora_policy_uses_the_fused_path_and_disabling_the_adapter_gives_the_base():

@@ -16,19 +16,44 @@ FILES = Path(__file__).parent / "bad_inputs"
 CASES = [
     ("malformed_json.jsonl", JsonlFormat, r"malformed_json\.jsonl:2: malformed JSON", "malformed_json", 2),
     ("missing_field.jsonl", JsonlFormat, r"missing_field\.jsonl:3: field 'rejected': missing", "missing_field", 2),
-    ("wrong_type.jsonl", JsonlFormat, r"wrong_type\.jsonl:2: field 'chosen': expected a string, got int", "wrong_type", 2),
+    (
+        "wrong_type.jsonl",
+        JsonlFormat,
+        r"wrong_type\.jsonl:2: field 'chosen': expected a string, got int",
+        "wrong_type",
+        2,
+    ),
     ("empty_chosen.jsonl", JsonlFormat, r"empty_chosen\.jsonl:2: field 'chosen': empty", "empty_value", 2),
-    ("identical.jsonl", JsonlFormat, r"identical\.jsonl:3: field 'rejected': identical to chosen", "identical_responses", 2),
+    (
+        "identical.jsonl",
+        JsonlFormat,
+        r"identical\.jsonl:3: field 'rejected': identical to chosen",
+        "identical_responses",
+        2,
+    ),
     ("invalid_utf8.jsonl", JsonlFormat, r"invalid_utf8\.jsonl:2: invalid UTF-8 at byte 15", "invalid_utf8", 2),
     ("empty.jsonl", JsonlFormat, r"empty\.jsonl: empty file: no rows", "empty_file", 0),
-    ("truncated.jsonl.gz", JsonlFormat, r"truncated\.jsonl\.gz:\d+: corrupt or truncated file after line \d+", "truncated_file", None),
-    ("hh_prompt_mismatch.jsonl", HHFormat, r"hh_prompt_mismatch\.jsonl:2: field 'rejected': shares no Assistant turn", "prompt_mismatch", 2),
+    (
+        "truncated.jsonl.gz",
+        JsonlFormat,
+        r"truncated\.jsonl\.gz:\d+: corrupt or truncated file after line \d+",
+        "truncated_file",
+        None,
+    ),
+    (
+        "hh_prompt_mismatch.jsonl",
+        HHFormat,
+        r"hh_prompt_mismatch\.jsonl:2: field 'rejected': shares no Assistant turn",
+        "prompt_mismatch",
+        2,
+    ),
 ]
 
 
 def datamodule(tokenizer, name, fmt, **kwargs):
-    return PreferenceDataModule(fmt(), str(FILES / name), tokenizer, val_path=str(FILES / name), max_length=128,
-                                max_prompt_length=64, **kwargs)
+    return PreferenceDataModule(
+        fmt(), str(FILES / name), tokenizer, val_path=str(FILES / name), max_length=128, max_prompt_length=64, **kwargs
+    )
 
 
 @pytest.mark.parametrize("name, fmt, message, reason, kept", CASES, ids=[c[0] for c in CASES])
@@ -66,7 +91,11 @@ def test_a_prompt_longer_than_max_length_is_truncated_or_dropped_and_counted(tok
     assert long_pair.truncated and len(long_pair.prompt) == 64
     assert len(long_pair.prompt) + max(len(long_pair.chosen), len(long_pair.rejected)) <= 128
     assert json.loads((tmp_path / "r.json").read_text())["train"] == {
-        "bad_rows": {"skipped": 0, "by_reason": {}, "first": {}}, "pairs": 3, "truncated": 1, "dropped_overlong": 0}
+        "bad_rows": {"skipped": 0, "by_reason": {}, "first": {}},
+        "pairs": 3,
+        "truncated": 1,
+        "dropped_overlong": 0,
+    }
     dropped = datamodule(tokenizer, name, JsonlFormat, truncation_mode="drop", report_path=str(tmp_path / "d.json"))
     dropped.setup()
     assert len(dropped.train_pairs) == len(dropped.train_tokens) == 2

@@ -33,7 +33,11 @@ def test_hh_parser_on_the_real_shared_file():
 @requires_hh
 def test_hh_pairs_whose_texts_do_not_share_a_prompt():
     raw = {i: json.loads(line) for i, line in enumerate(gzip.open(HH_TEST, "rt", encoding="utf-8"), start=1)}
-    mismatched = [i for i, r in raw.items() if not r["rejected"].startswith(r["chosen"][: r["chosen"].rfind(MARKER) + len(MARKER)])]
+    mismatched = [
+        i
+        for i, r in raw.items()
+        if not r["rejected"].startswith(r["chosen"][: r["chosen"].rfind(MARKER) + len(MARKER)])
+    ]
     assert mismatched == [1255, 1689, 1953, 2037]
 
     # resplit (default): both cut at the last Assistant turn inside their common prefix; the chosen response
@@ -73,14 +77,17 @@ def test_json_list_and_gzip(tmp_path):
     assert len(JsonlFormat().load(read_json_rows(tmp_path / "p.jsonl.gz"))) == 1
 
 
-@pytest.mark.parametrize("row, match", [
-    ('{"prompt": "a", "chosen": "b"', r"p\.jsonl:2: malformed JSON"),
-    ({"prompt": "a", "chosen": "b"}, r"p\.jsonl:2: field 'rejected': missing"),
-    ({"prompt": "a", "chosen": 3, "rejected": "c"}, r"p\.jsonl:2: field 'chosen': expected a string, got int"),
-    ({"prompt": "a", "chosen": "  ", "rejected": "c"}, r"p\.jsonl:2: field 'chosen': empty"),
-    ({"prompt": "a", "chosen": "same", "rejected": "same"}, r"p\.jsonl:2: field 'rejected': identical to chosen"),
-    ('[1, 2]', r"p\.jsonl:2: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        ('{"prompt": "a", "chosen": "b"', r"p\.jsonl:2: malformed JSON"),
+        ({"prompt": "a", "chosen": "b"}, r"p\.jsonl:2: field 'rejected': missing"),
+        ({"prompt": "a", "chosen": 3, "rejected": "c"}, r"p\.jsonl:2: field 'chosen': expected a string, got int"),
+        ({"prompt": "a", "chosen": "  ", "rejected": "c"}, r"p\.jsonl:2: field 'chosen': empty"),
+        ({"prompt": "a", "chosen": "same", "rejected": "same"}, r"p\.jsonl:2: field 'rejected': identical to chosen"),
+        ("[1, 2]", r"p\.jsonl:2: expected a JSON object"),
+    ],
+)
 def test_bad_rows_name_file_line_and_field(tmp_path, row, match):
     f = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "ok", "chosen": "yes", "rejected": "no"}, row])
     with pytest.raises(DataError, match=match):
@@ -91,26 +98,42 @@ def test_chat_messages_with_and_without_a_prompt_field(tmp_path):
     user = {"role": "user", "content": "Is the sky green?"}
     good = {"role": "assistant", "content": "No, it is usually blue."}
     bad = {"role": "assistant", "content": "Yes."}
-    f = write_jsonl(tmp_path / "c.jsonl", [
-        {"prompt": [user], "chosen": [good], "rejected": [bad]},
-        {"chosen": [user, good], "rejected": [user, bad]},  # TRL's implicit-prompt form
-    ])
+    f = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"prompt": [user], "chosen": [good], "rejected": [bad]},
+            {"chosen": [user, good], "rejected": [user, bad]},  # TRL's implicit-prompt form
+        ],
+    )
     a, b = JsonlFormat().load(read_json_rows(f))
     for pair in (a, b):
         assert pair.is_chat and pair.prompt == [user] and pair.chosen == [good] and pair.rejected == [bad]
-    bad_row = write_jsonl(tmp_path / "d.jsonl", [{"prompt": [user], "chosen": [{"role": "assistant"}], "rejected": [bad]}])
+    bad_row = write_jsonl(
+        tmp_path / "d.jsonl", [{"prompt": [user], "chosen": [{"role": "assistant"}], "rejected": [bad]}]
+    )
     with pytest.raises(DataError, match=r"d\.jsonl:1: field 'chosen\[0\]'"):
         JsonlFormat().load(read_json_rows(bad_row))
 
 
 def shp_row(post, a, b, label, ratio):
-    return {"post_id": post, "history": f"Question {post}?", "human_ref_A": a, "human_ref_B": b, "labels": label,
-            "score_ratio": ratio, "score_A": 10, "score_B": 2}
+    return {
+        "post_id": post,
+        "history": f"Question {post}?",
+        "human_ref_A": a,
+        "human_ref_B": b,
+        "labels": label,
+        "score_ratio": ratio,
+        "score_A": 10,
+        "score_B": 2,
+    }
 
 
 def test_shp_label_picks_the_winner_and_the_ratio_filters():
-    rows = [("r:1", shp_row("p1", "A wins", "B loses", 1, 3.0)), ("r:2", shp_row("p1", "A loses", "B wins", 0, 2.0)),
-            ("r:3", shp_row("p2", "close", "call", 1, 1.5))]
+    rows = [
+        ("r:1", shp_row("p1", "A wins", "B loses", 1, 3.0)),
+        ("r:2", shp_row("p1", "A loses", "B wins", 0, 2.0)),
+        ("r:3", shp_row("p2", "close", "call", 1, 1.5)),
+    ]
     pairs = SHPFormat().load(rows)
     assert [(p.chosen, p.rejected) for p in pairs] == [(" A wins", " B loses"), (" B wins", " A loses")]
     assert pairs[0].prompt == "\n\nHuman: Question p1?\n\nAssistant:"

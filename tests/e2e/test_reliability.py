@@ -11,20 +11,30 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, compose, run_script
+from conftest import ROOT, compose, run_script, smoke
 
-RUN = ["train.py", "model=tiny", "data.max_train_pairs=24", "data.max_val_pairs=8", "data.batch_size=4",
-       "optimizer.lr=1e-3", "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=1",
-       "callbacks.periodic_checkpoint.train_time_interval=null",
-       "callbacks.sample_generations.num_prompts=0"]
+RUN = [
+    "train.py",
+    *smoke(
+        "data.max_train_pairs=24",
+        "trainer.max_epochs=2",
+        "callbacks.periodic_checkpoint.every_n_train_steps=1",
+        "callbacks.periodic_checkpoint.train_time_interval=null",
+        "callbacks.sample_generations.num_prompts=0",
+    ),
+]
 
 
 def test_kill_mid_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_script(*RUN, f"hydra.run.dir={straight}")
 
-    proc = subprocess.Popen([sys.executable, *RUN, f"hydra.run.dir={killed}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *RUN, f"hydra.run.dir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     marker = killed / "checkpoints" / "step3.ckpt"  # 3 of the first epoch's 6 optimizer steps done
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
@@ -32,7 +42,9 @@ def test_kill_mid_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (killed / "metrics.json").exists()
-    resumed_from = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    resumed_from = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+        "global_step"
+    ]
     assert 2 <= resumed_from < 6, "the kill must land mid-epoch (last.ckpt may trail step3.ckpt by one save)"
 
     run_script(*RUN, f"hydra.run.dir={killed}", "resume=true")
@@ -67,7 +79,9 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "step": 2}, path)
     monkeypatch.undo()
     assert io.load_checkpoint(path)["step"] == 1  # the previous good one, whole
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"] or all(p.name.startswith(".") for p in tmp_path.iterdir() if p.name != "last.ckpt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"] or all(
+        p.name.startswith(".") for p in tmp_path.iterdir() if p.name != "last.ckpt"
+    )
 
 
 def test_final_export_is_atomic(tmp_path, monkeypatch):
@@ -91,12 +105,18 @@ def test_final_export_is_atomic(tmp_path, monkeypatch):
 
 
 def nan_run(tmp_path, action):
-    cfg = compose("model=tiny", "data.max_train_pairs=24", "data.max_val_pairs=4", "data.batch_size=4", "logger=csv",
-                  "trainer.enable_progress_bar=false", "callbacks.periodic_checkpoint.every_n_train_steps=1",
-                  "callbacks.periodic_checkpoint.train_time_interval=null",
-                  "callbacks.sample_generations.num_prompts=0", f"callbacks.non_finite_guard.action={action}",
-                  "+callbacks.inject_nan._target_=nan_injection.InjectNaN", "+callbacks.inject_nan.at_batch=2",
-                  output_dir=tmp_path)
+    cfg = compose(
+        *smoke("data.max_train_pairs=24", "data.max_val_pairs=4", "optimizer.lr=1e-5"),
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "callbacks.periodic_checkpoint.every_n_train_steps=1",
+        "callbacks.periodic_checkpoint.train_time_interval=null",
+        "callbacks.sample_generations.num_prompts=0",
+        f"callbacks.non_finite_guard.action={action}",
+        "+callbacks.inject_nan._target_=nan_injection.InjectNaN",
+        "+callbacks.inject_nan.at_batch=2",
+        output_dir=tmp_path,
+    )
     from dpo_lightning.training import train
 
     return train(cfg)
@@ -125,15 +145,24 @@ def test_injected_nan_is_skipped_and_counted_when_asked(tmp_path):
 def test_concurrent_runs_share_the_model_cache_without_corrupting_it(tmp_path):
     # Two processes convert the embedded model into the same empty cache at once: one converts under the file
     # lock and renames the finished folder into place; the other waits and reuses it.
-    code = ("import sys; from dpo_lightning.models.embedded import resolve_embedded; "
-            "print(resolve_embedded('embedded:smollm2-135m-instruct', sys.argv[1]))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    code = (
+        "import sys; from dpo_lightning.models.embedded import resolve_embedded; "
+        "print(resolve_embedded('embedded:smollm2-135m-instruct', sys.argv[1]))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     target = tmp_path / "models" / "smollm2-135m-instruct"
     assert {o[0].strip() for o in outs} == {str(target)}
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["smollm2-135m-instruct", "smollm2-135m-instruct.lock"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "smollm2-135m-instruct",
+        "smollm2-135m-instruct.lock",
+    ]
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(target).num_parameters() == 134_515_008

@@ -11,7 +11,7 @@ import yaml
 from torch.testing import assert_close
 from torch.utils.data import DataLoader
 
-from conftest import run_script
+from conftest import run_script, smoke
 from dpo_lightning.data import PairCollator, TokenizedPair
 from dpo_lightning.evaluation.judge import win_rate
 from dpo_lightning.evaluation.scoring import bootstrap_mean, preference_accuracy, score_pairs
@@ -22,8 +22,9 @@ GEN = ["generation.num_prompts=3", "generation.max_new_tokens=8", "bootstrap_res
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("trained") / "run"
-    run_script("train.py", "model=tiny", "data.max_train_pairs=16", "data.max_val_pairs=6", "data.batch_size=4",
-               "optimizer.lr=1e-2", "trainer.max_steps=3", f"hydra.run.dir={run}")
+    run_script(
+        "train.py", *smoke("data.max_val_pairs=6", "optimizer.lr=1e-2", "trainer.max_steps=3"), f"hydra.run.dir={run}"
+    )
     return run
 
 
@@ -37,14 +38,20 @@ def test_every_output_exists_and_parses(evaluated):
     metrics = json.loads((evaluated / "metrics.json").read_text())
     assert metrics["pairs"] == 6 and metrics["judge"] is None
     for model in ("base", "dpo"):
-        for key in ("preference_accuracy", "preference_accuracy_normalized", "mean_response_tokens_greedy",
-                    "mean_response_tokens_sampled"):
+        for key in (
+            "preference_accuracy",
+            "preference_accuracy_normalized",
+            "mean_response_tokens_greedy",
+            "mean_response_tokens_sampled",
+        ):
             assert math.isfinite(metrics[model][key])
     r = metrics["implicit_reward"]
     assert r["margin"]["ci_low"] <= r["margin"]["value"] <= r["margin"]["ci_high"]
     assert set(metrics["kl"]) == {"kl_per_sequence", "kl_per_token", "samples"} and metrics["kl"]["samples"] == 3
     rows = [json.loads(line) for line in (evaluated / "generations.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and all(set(r) == {"prompt", "base_greedy", "dpo_greedy", "base_sampled", "dpo_sampled"} for r in rows)
+    assert len(rows) == 3 and all(
+        set(r) == {"prompt", "base_greedy", "dpo_greedy", "base_sampled", "dpo_sampled"} for r in rows
+    )
     for png in ("margins.png", "logratios.png", "accuracy.png"):
         assert (evaluated / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (evaluated / "report.md").read_text()
@@ -74,7 +81,9 @@ def test_metrics_match_a_direct_computation(trained_run, evaluated):
         chosen, rejected = scores.logps[:n].double(), scores.logps[n:].double()
         lc, lr = scores.tokens[:n].double(), scores.tokens[n:].double()
         assert metrics[name]["preference_accuracy"] == pytest.approx((chosen > rejected).double().mean().item())
-        assert metrics[name]["preference_accuracy_normalized"] == pytest.approx((chosen / lc > rejected / lr).double().mean().item())
+        assert metrics[name]["preference_accuracy_normalized"] == pytest.approx(
+            (chosen / lc > rejected / lr).double().mean().item()
+        )
         assert metrics[name]["mean_logp_chosen"] == pytest.approx(chosen.mean().item(), rel=1e-5)
     beta = yaml.safe_load((trained_run / "config.yaml").read_text())["loss"]["beta"]
     margins = beta * ((p.logps[:n] - b.logps[:n]) - (p.logps[n:] - b.logps[n:])).double()
@@ -91,13 +100,28 @@ def test_judge_with_a_tiny_random_classifier(trained_run, tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(trained_run / "final")
     torch.manual_seed(0)
-    judge = LlamaForSequenceClassification(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                                       num_hidden_layers=1, num_attention_heads=2, num_labels=1,
-                                                       pad_token_id=tokenizer.pad_token_id))
+    judge = LlamaForSequenceClassification(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     judge.save_pretrained(tmp_path / "judge")
     tokenizer.save_pretrained(tmp_path / "judge")
     out = tmp_path / "eval"
-    run_script("evaluate.py", f"run_dir={trained_run}", f"output_dir={out}", f"judge={tmp_path / 'judge'}", "report_to=wandb", *GEN)
+    run_script(
+        "evaluate.py",
+        f"run_dir={trained_run}",
+        f"output_dir={out}",
+        f"judge={tmp_path / 'judge'}",
+        "report_to=wandb",
+        *GEN,
+    )
     result = json.loads((out / "metrics.json").read_text())["judge"]
     assert result["wins"] + result["ties"] + result["losses"] == 3
     assert result["ci_low"] <= result["win_rate"] <= result["ci_high"] and 0 <= result["win_rate"] <= 1
@@ -112,11 +136,23 @@ def test_base_preference_accuracy_by_hand(tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     vocab = 50
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, tie_word_embeddings=False))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            tie_word_embeddings=False,
+        )
+    )
     for p in model.parameters():
         torch.nn.init.zeros_(p)
-    pairs = [TokenizedPair([1, 2, 3], [4] * 2, [5] * 5), TokenizedPair([1, 2], [6] * 6, [7] * 3), TokenizedPair([3], [8] * 4, [9] * 4)]
+    pairs = [
+        TokenizedPair([1, 2, 3], [4] * 2, [5] * 5),
+        TokenizedPair([1, 2], [6] * 6, [7] * 3),
+        TokenizedPair([3], [8] * 4, [9] * 4),
+    ]
     scores = score_pairs(model, DataLoader(pairs, batch_size=2, collate_fn=PairCollator(pad_token_id=0)))
     got = preference_accuracy(scores)
     assert got["preference_accuracy"] == pytest.approx(1 / 3)

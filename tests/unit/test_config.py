@@ -23,8 +23,22 @@ def test_every_group_has_its_options():
     expected = {
         "model": {"smollm2_135m", "tiny", "gpt2", "pythia_2_8b", "llama3_8b", "mistral", "qwen2_5_0_5b"},
         "data": {"builtin", "hh", "shp", "jsonl"},
-        "loss": {"dpo", "ipo", "hinge", "robust", "simpo", "orpo", "rpo", "bco_pair", "apo_zero", "apo_down",
-                 "sppo_hard", "nca_pair", "exo_pair", "sft"},
+        "loss": {
+            "dpo",
+            "ipo",
+            "hinge",
+            "robust",
+            "simpo",
+            "orpo",
+            "rpo",
+            "bco_pair",
+            "apo_zero",
+            "apo_down",
+            "sppo_hard",
+            "nca_pair",
+            "exo_pair",
+            "sft",
+        },
         "trainer": {"cpu", "gpu", "ddp", "fsdp", "deepspeed"},
         "logger": {"wandb", "csv", "tensorboard", "none"},
         "peft": {"none", "lora"},
@@ -58,6 +72,7 @@ def test_model_hub_ids():
 
 @pytest.mark.parametrize("name", options("data"))
 def test_data_options(name, tokenizer, tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     extra = [f"data.path={tmp_path / 'p.jsonl'}"] if name == "jsonl" else []
     dm = instantiate(compose(f"data={name}", *extra).data, tokenizer=tokenizer)
     assert dm.batch_size > 0 and dm.pair_tokenizer.max_length > dm.pair_tokenizer.max_prompt_length
@@ -73,8 +88,13 @@ def test_trainer_options(name, tmp_path):
     if not isinstance(strategy, str):
         assert instantiate(strategy) is not None  # the strategy object itself builds here
     if name in ("cpu",) or not torch.cuda.is_available():
-        cfg = compose(f"trainer={name}", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true",
-                      *(["trainer.strategy=auto"] if name == "fsdp" or name.startswith("deepspeed") else []))
+        cfg = compose(
+            f"trainer={name}",
+            "trainer.accelerator=cpu",
+            "trainer.devices=1",
+            "trainer.precision=32-true",
+            *(["trainer.strategy=auto"] if name == "fsdp" or name.startswith("deepspeed") else []),
+        )
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
     assert trainer.max_epochs == 1
 
@@ -127,13 +147,21 @@ def test_the_readme_command_composes():
     assert OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
-@pytest.mark.parametrize("override, key", [
-    ("loss.beta=0", "loss.beta"), ("loss.beta=-1", "loss.beta"), ("loss.label_smoothing=0.5", "loss.label_smoothing"),
-    ("data.max_prompt_length=600", "data.max_prompt_length"), ("data.path=./missing.jsonl", "data.path"),
-    ("data.path=data/missing.jsonl.gz", "data.path"), ("data.on_bad_row=ignore", "data.on_bad_row"),
-    ("data.truncation_mode=middle", "data.truncation_mode"), ("model.name_or_path=/no/such/model", "model.name_or_path"),
-    ("model.name_or_path='not a hub id!'", "model.name_or_path"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("loss.beta=0", "loss.beta"),
+        ("loss.beta=-1", "loss.beta"),
+        ("loss.label_smoothing=0.5", "loss.label_smoothing"),
+        ("data.max_prompt_length=600", "data.max_prompt_length"),
+        ("data.path=./missing.jsonl", "data.path"),
+        ("data.path=data/missing.jsonl.gz", "data.path"),
+        ("data.on_bad_row=ignore", "data.on_bad_row"),
+        ("data.truncation_mode=middle", "data.truncation_mode"),
+        ("model.name_or_path=/no/such/model", "model.name_or_path"),
+        ("model.name_or_path='not a hub id!'", "model.name_or_path"),
+    ],
+)
 def test_bad_config_is_refused_before_loading_anything(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate_config(compose(override))
@@ -149,13 +177,27 @@ def test_bad_config_messages_name_the_allowed_range():
     validate_config(compose("model=mistral", "data=shp"))  # hub ids pass
 
 
+def test_the_config_check_runs_each_constructors_own_checks():
+    # rules that live only in the loss and the data module (never restated in config.py) still fail fast
+    with pytest.raises(ConfigError, match=r"loss\.epsilon must be in \(0, 0\.5\), got 0\.7"):
+        validate_config(compose("loss=exo_pair", "loss.epsilon=0.7"))
+    with pytest.raises(ConfigError, match=r"data\.val_fraction must be in \(0, 1\), got 1\.5"):
+        validate_config(compose("data.val_fraction=1.5"))
+    with pytest.raises(ConfigError, match=r"data\.format\.on_prompt_mismatch must be"):
+        validate_config(compose("data=hh", "data.format.on_prompt_mismatch=ignore"))
+    with pytest.raises(ConfigError, match=r"module\.head_chunk_size .* got -3"):
+        validate_config(compose("module.head_chunk_size=-3"))
+
+
 def test_an_unknown_option_in_any_group_names_the_group_and_its_options():
     from hydra.errors import MissingConfigException
 
     for group in GROUPS:
         if group in ("experiment",):
             continue
-        with pytest.raises(MissingConfigException, match=rf"Could not find '{group}/no_such_option'[\s\S]*Available options"):
+        with pytest.raises(
+            MissingConfigException, match=rf"Could not find '{group}/no_such_option'[\s\S]*Available options"
+        ):
             compose(f"{group}=no_such_option")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CONF, ROOT, run_script
+from conftest import CONF, ROOT, run_script, smoke
 from dpo_lightning.models import build_tiny_llama, load_causal_lm
 
 FAKE_HF_TOKEN = "hf_" + "Q" * 30
@@ -39,9 +39,14 @@ def test_secrets_never_reach_logs_configs_or_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_WANDB_KEY)
     monkeypatch.setenv("WANDB_MODE", "offline")
     run = tmp_path / "run"
-    proc = run_script("train.py", "model=tiny", "data.max_train_pairs=8", "data.max_val_pairs=4", "trainer.max_steps=1",
-                      "logger=wandb", f"+secrets.hf_token={FAKE_CONFIG_TOKEN}", f"+notes.text=token {FAKE_HF_TOKEN} here",
-                      f"hydra.run.dir={run}")
+    proc = run_script(
+        "train.py",
+        *smoke("data.max_train_pairs=8", "data.max_val_pairs=4", "trainer.max_steps=1"),
+        "logger=wandb",
+        f"+secrets.hf_token={FAKE_CONFIG_TOKEN}",
+        f"+notes.text=token {FAKE_HF_TOKEN} here",
+        f"hydra.run.dir={run}",
+    )
     assert "Overrides:" in (run / "train.log").read_text()  # the overrides are logged, masked
     leaked = []
     for path in [p for p in run.rglob("*") if p.is_file()]:

@@ -7,17 +7,23 @@ import json
 import pytest
 import yaml
 
-from conftest import compose, run_script
-from test_train import TINY
+from conftest import SMOKE, compose, run_script
 
 
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     sweep = tmp_path / "optuna"
     # (no optimizer.lr= here: a command-line value of a searched key fixes it for every trial)
-    tiny = [o for o in TINY if not o.startswith("optimizer.lr=")]
-    run_script("train.py", "hparams_search=dpo_optuna", *tiny, "trainer.max_steps=2",
-               "callbacks.sample_generations.num_prompts=0", "hydra.sweeper.n_trials=2",
-               "hydra.sweeper.sampler.n_startup_trials=2", f"hydra.sweep.dir={sweep}")
+    tiny = [o for o in SMOKE if not o.startswith("optimizer.lr=")]
+    run_script(
+        "train.py",
+        "hparams_search=dpo_optuna",
+        *tiny,
+        "trainer.max_steps=2",
+        "callbacks.sample_generations.num_prompts=0",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        f"hydra.sweep.dir={sweep}",
+    )
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert len(jobs) == 2
     params = [yaml.safe_load((job / "config.yaml").read_text()) for job in jobs]
@@ -39,8 +45,9 @@ def test_slurm_launcher_option_composes_to_submitit():
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=["hydra/launcher=slurm", "paths.output_dir=unused"],
-                            return_hydra_config=True)
+        cfg = hydra_compose(
+            config_name="train", overrides=["hydra/launcher=slurm", "paths.output_dir=unused"], return_hydra_config=True
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1 and launcher.max_num_timeout == 3

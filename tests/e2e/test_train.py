@@ -11,12 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import HH_TEST, requires_hh, run_script
-
-TINY = ["model=tiny", "data.max_train_pairs=16", "data.max_val_pairs=8", "data.batch_size=4", "data.eval_batch_size=8",
-        "optimizer.lr=1e-3"]
-METRIC_NAMES = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
-                "logps/rejected", "kl"]
+from conftest import HH_TEST, ROOT, SMOKE, check_run_outputs, compose, requires_hh, run_script
 
 
 def csv_rows(run: Path) -> list[dict[str, str]]:
@@ -24,24 +19,9 @@ def csv_rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def check_run_outputs(run: Path) -> dict[str, float]:
-    """Everything a run must leave under its output directory."""
-    assert (run / "config.yaml").is_file() and (run / ".hydra" / "config.yaml").is_file()
-    resolved = yaml.safe_load((run / "config.yaml").read_text())
-    assert resolved["paths"]["output_dir"] == str(run)  # resolved, not an interpolation
-    assert list((run / "checkpoints").glob("*.ckpt")), "no Lightning checkpoint"
-    assert (run / "csv" / "metrics.csv").is_file()
-    metrics = json.loads((run / "metrics.json").read_text())
-    for prefix in ("train", "val"):
-        for name in METRIC_NAMES:
-            assert f"{prefix}/{name}" in metrics, f"{prefix}/{name} missing from metrics.json"
-    assert all(math.isfinite(v) for v in metrics.values())
-    return metrics
-
-
 def test_train_tiny_end_to_end(tmp_path):
     run = tmp_path / "run"
-    run_script("train.py", *TINY, "trainer.accumulate_grad_batches=2", f"hydra.run.dir={run}")
+    run_script("train.py", *SMOKE, "trainer.accumulate_grad_batches=2", f"hydra.run.dir={run}")
     metrics = check_run_outputs(run)
 
     rows = csv_rows(run)
@@ -53,7 +33,12 @@ def test_train_tiny_end_to_end(tmp_path):
     assert any(r.get("val/rewards/accuracies") for r in rows)
     assert metrics["train/loss"] == pytest.approx(float(train_rows[-1]["train/loss"]))
     samples = [json.loads(line) for line in (run / "generations" / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 4 and set(samples[0]) == {"step", "prompt", "policy", "reference"}  # one validation, 4 prompts
+    assert len(samples) == 4 and set(samples[0]) == {
+        "step",
+        "prompt",
+        "policy",
+        "reference",
+    }  # one validation, 4 prompts
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,7 +52,7 @@ def test_train_tiny_end_to_end(tmp_path):
 
 def test_train_with_lora_exports_adapter_and_merged_model(tmp_path):
     run = tmp_path / "run"
-    run_script("train.py", *TINY, "peft=lora", "peft.r=2", "trainer.max_steps=2", f"hydra.run.dir={run}")
+    run_script("train.py", *SMOKE, "peft=lora", "peft.r=2", "trainer.max_steps=2", f"hydra.run.dir={run}")
     check_run_outputs(run)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -83,7 +68,7 @@ def test_train_with_lora_exports_adapter_and_merged_model(tmp_path):
 
 def test_train_with_wandb_offline(tmp_path):
     run = tmp_path / "run"
-    run_script("train.py", *TINY, "logger=wandb", "trainer.max_steps=1", f"hydra.run.dir={run}")
+    run_script("train.py", *SMOKE, "logger=wandb", "trainer.max_steps=1", f"hydra.run.dir={run}")
     check_run_outputs(run)  # the CSV file is kept beside W&B
     offline = list((run / "wandb").glob("offline-run-*"))
     assert offline, "no offline W&B run (no API key is configured here, so it must be offline)"
@@ -92,8 +77,16 @@ def test_train_with_wandb_offline(tmp_path):
 @requires_hh
 def test_train_on_hh_local_file(tmp_path):
     run = tmp_path / "run"
-    run_script("train.py", *TINY, "data=hh", f"data.path={HH_TEST}", "data.max_length=256", "data.max_prompt_length=192",
-               "trainer.max_steps=2", f"hydra.run.dir={run}")
+    run_script(
+        "train.py",
+        *SMOKE,
+        "data=hh",
+        f"data.path={HH_TEST}",
+        "data.max_length=256",
+        "data.max_prompt_length=192",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={run}",
+    )
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["data"]["format"]["_target_"] == "dpo_lightning.data.HHFormat"
     check_run_outputs(run)
@@ -101,7 +94,7 @@ def test_train_on_hh_local_file(tmp_path):
 
 def test_multirun_over_beta(tmp_path):
     sweep = tmp_path / "sweep"
-    run_script("train.py", "-m", *TINY, "trainer.max_steps=2", "loss.beta=0.05,0.5", f"hydra.sweep.dir={sweep}")
+    run_script("train.py", "-m", *SMOKE, "trainer.max_steps=2", "loss.beta=0.05,0.5", f"hydra.sweep.dir={sweep}")
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert [p.name for p in jobs] == ["0", "1"]
     betas = [yaml.safe_load((p / "config.yaml").read_text())["loss"]["beta"] for p in jobs]
@@ -112,7 +105,7 @@ def test_multirun_over_beta(tmp_path):
     # the summarizer reads every job and writes a table and a plot
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("summarize", Path(__file__).parents[1] / "sweeps" / "summarize.py")
+    spec = importlib.util.spec_from_file_location("summarize", ROOT / "sweeps" / "summarize.py")
     summarize = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summarize)
     paths = summarize.main([str(sweep)])
@@ -126,11 +119,16 @@ def test_multirun_over_beta(tmp_path):
 
 
 def test_hydra_main_returns_the_optimized_metric(tmp_path):
-    from conftest import compose
     from dpo_lightning.training import optimized_value, train
 
-    cfg = compose(*TINY, "trainer.max_steps=1", "trainer.enable_progress_bar=false", "callbacks=none", "logger=none",
-                  output_dir=tmp_path)
+    cfg = compose(
+        *SMOKE,
+        "trainer.max_steps=1",
+        "trainer.enable_progress_bar=false",
+        "callbacks=none",
+        "logger=none",
+        output_dir=tmp_path,
+    )
     metrics = train(cfg)
     value = optimized_value(cfg, metrics)
     assert value == metrics["val/rewards/accuracies"] and 0.0 <= value <= 1.0
@@ -139,10 +137,19 @@ def test_hydra_main_returns_the_optimized_metric(tmp_path):
 
 def test_train_embedded_smollm2_for_two_steps(tmp_path):
     run = tmp_path / "run"
-    run_script("train.py", "trainer.max_steps=2", "data.max_train_pairs=8", "data.max_val_pairs=8", "data.batch_size=4",
-               "data.eval_batch_size=8", f"hydra.run.dir={run}")
+    run_script(
+        "train.py",
+        "trainer.max_steps=2",
+        "data.max_train_pairs=8",
+        "data.max_val_pairs=8",
+        "data.batch_size=4",
+        "data.eval_batch_size=8",
+        f"hydra.run.dir={run}",
+    )
     metrics = check_run_outputs(run)
-    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["name_or_path"] == "embedded:smollm2-135m-instruct"
+    assert (
+        yaml.safe_load((run / "config.yaml").read_text())["model"]["name_or_path"] == "embedded:smollm2-135m-instruct"
+    )
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(run / "final")
@@ -153,13 +160,19 @@ def test_train_embedded_smollm2_for_two_steps(tmp_path):
 
 def test_sft_then_dpo_from_the_sft_model(tmp_path):
     sft, dpo = tmp_path / "sft", tmp_path / "dpo"
-    run_script("train.py", "experiment=hh_sft", "data=builtin", *TINY, "trainer.max_steps=2", f"hydra.run.dir={sft}")
+    run_script("train.py", "experiment=hh_sft", "data=builtin", *SMOKE, "trainer.max_steps=2", f"hydra.run.dir={sft}")
     assert yaml.safe_load((sft / "config.yaml").read_text())["loss"]["_target_"] == "dpo_lightning.losses.SFTLoss"
-    run_script("train.py", "experiment=hh_dpo_from_sft", "data=builtin", *TINY, "trainer.max_steps=1",
-               f"model.init_from={sft}", f"hydra.run.dir={dpo}")
+    run_script(
+        "train.py",
+        "experiment=hh_dpo_from_sft",
+        "data=builtin",
+        *SMOKE,
+        "trainer.max_steps=1",
+        f"model.init_from={sft}",
+        f"hydra.run.dir={dpo}",
+    )
     rows = csv_rows(dpo)
     assert float(rows[0]["train/loss"]) == pytest.approx(math.log(2), abs=1e-6)  # policy == reference == SFT model
-    from conftest import compose
     from hydra.utils import instantiate
     from transformers import AutoModelForCausalLM
 

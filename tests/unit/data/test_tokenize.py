@@ -13,10 +13,10 @@ def test_text_pair_prompt_masked_and_eos_appended(tokenizer):
     assert t.chosen[-1] == tokenizer.eos_token_id and t.rejected[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(t.chosen[:-1]) == " 4"
     batch = PairCollator(pad_token_id=tokenizer.pad_token_id)([t])
-    ids, mask = batch["input_ids"], batch["response_mask"]
+    ids, mask = batch.input_ids, batch.response_mask
     assert ids[0, mask[0]].tolist() == t.chosen and ids[1, mask[1]].tolist() == t.rejected
     assert not mask[:, : len(t.prompt)].any()  # no prompt token counts
-    assert batch["attention_mask"].sum().item() == 2 * len(t.prompt) + len(t.chosen) + len(t.rejected)
+    assert batch.attention_mask.sum().item() == 2 * len(t.prompt) + len(t.chosen) + len(t.rejected)
 
 
 def test_chat_template_renders_user_and_assistant_turns(tokenizer):
@@ -26,8 +26,11 @@ def test_chat_template_renders_user_and_assistant_turns(tokenizer):
     assert prompt.endswith("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n")
     assert tokenizer.decode(t.chosen) == "Hello! How can I help?<|im_end|>"  # ends at EOS, nothing after
     assert t.chosen.count(tokenizer.eos_token_id) == 1
-    messages = PreferencePair([{"role": "user", "content": "Hi there"}], [{"role": "assistant", "content": "Hello! How can I help?"}],
-                              [{"role": "assistant", "content": "Go away."}])
+    messages = PreferencePair(
+        [{"role": "user", "content": "Hi there"}],
+        [{"role": "assistant", "content": "Hello! How can I help?"}],
+        [{"role": "assistant", "content": "Go away."}],
+    )
     assert PairTokenizer(tokenizer)(messages) == t  # chat messages and wrapped text render identically
 
 

@@ -8,23 +8,35 @@ import json
 import pytest
 import torch
 
-from conftest import run_script
-from test_train import TINY, check_run_outputs
+from conftest import SMOKE, check_run_outputs, run_script
 
-ONE_STEP_PAIRS = ["data.max_train_pairs=16", "data.max_val_pairs=7", "trainer.max_epochs=2",
-                  "callbacks.sample_generations.num_prompts=2"]
+ONE_STEP_PAIRS = [
+    "data.max_train_pairs=16",
+    "data.max_val_pairs=7",
+    "trainer.max_epochs=2",
+    "callbacks.sample_generations.num_prompts=2",
+]
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    run_script("train.py", *TINY, *ONE_STEP_PAIRS, "data.batch_size=4", f"hydra.run.dir={single}")
-    proc = run_script("train.py", *TINY, *ONE_STEP_PAIRS, "trainer=ddp_cpu", "trainer.devices=2", "data.batch_size=2",
-                      f"hydra.run.dir={ddp}")
+    run_script("train.py", *SMOKE, *ONE_STEP_PAIRS, "data.batch_size=4", f"hydra.run.dir={single}")
+    proc = run_script(
+        "train.py",
+        *SMOKE,
+        *ONE_STEP_PAIRS,
+        "trainer=ddp_cpu",
+        "trainer.devices=2",
+        "data.batch_size=2",
+        f"hydra.run.dir={ddp}",
+    )
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout + proc.stderr
 
     m_single, m_ddp = check_run_outputs(single), check_run_outputs(ddp)
     assert sorted(m_single) == sorted(m_ddp)
-    single_files = {p.relative_to(single).as_posix() for p in single.rglob("*") if p.is_file() and ".hydra" not in p.parts}
+    single_files = {
+        p.relative_to(single).as_posix() for p in single.rglob("*") if p.is_file() and ".hydra" not in p.parts
+    }
     ddp_files = {p.relative_to(ddp).as_posix() for p in ddp.rglob("*") if p.is_file() and ".hydra" not in p.parts}
     assert single_files - ddp_files == set(), "files a single-process run writes are missing under DDP"
 

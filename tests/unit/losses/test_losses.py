@@ -9,8 +9,21 @@ import torch
 from torch.testing import assert_close
 
 from dpo_lightning.losses import (
-    APODownLoss, APOZeroLoss, BCOPairLoss, DPOLoss, EXOPairLoss, HingeLoss, IPOLoss, NCAPairLoss, ORPOLoss,
-    PairLogps, RobustLoss, RPOLoss, SFTLoss, SimPOLoss, SPPOHardLoss,
+    APODownLoss,
+    APOZeroLoss,
+    BCOPairLoss,
+    DPOLoss,
+    EXOPairLoss,
+    HingeLoss,
+    IPOLoss,
+    NCAPairLoss,
+    ORPOLoss,
+    PairLogps,
+    RobustLoss,
+    RPOLoss,
+    SFTLoss,
+    SimPOLoss,
+    SPPOHardLoss,
 )
 
 # Two pairs. Policy / reference summed log-probs and response lengths.
@@ -68,7 +81,10 @@ def test_dpo_sigmoid():
 
 def test_conservative_dpo_label_smoothing():
     beta, eps = 0.5, 0.2
-    check(DPOLoss(beta, label_smoothing=eps), per_pair(lambda i: -(1 - eps) * logsig(beta * h(i)) - eps * logsig(-beta * h(i))))
+    check(
+        DPOLoss(beta, label_smoothing=eps),
+        per_pair(lambda i: -(1 - eps) * logsig(beta * h(i)) - eps * logsig(-beta * h(i))),
+    )
 
 
 def test_reference_free_dpo_ignores_the_reference():
@@ -82,9 +98,11 @@ def test_reference_free_dpo_ignores_the_reference():
 
 def test_ipo_uses_length_normalised_log_ratios():
     beta = 0.1
+
     def expected(i):
         hn = (PI_C[i] / LEN_C[i] - REF_C[i] / LEN_C[i]) - (PI_R[i] / LEN_R[i] - REF_R[i] / LEN_R[i])
         return (hn - 1 / (2 * beta)) ** 2
+
     check(IPOLoss(beta), per_pair(expected))
 
 
@@ -95,7 +113,10 @@ def test_hinge():
 
 def test_robust():
     beta, eps = 0.1, 0.1
-    check(RobustLoss(beta, eps), per_pair(lambda i: (-(1 - eps) * logsig(beta * h(i)) + eps * logsig(-beta * h(i))) / (1 - 2 * eps)))
+    check(
+        RobustLoss(beta, eps),
+        per_pair(lambda i: (-(1 - eps) * logsig(beta * h(i)) + eps * logsig(-beta * h(i))) / (1 - 2 * eps)),
+    )
 
 
 def test_robust_with_no_noise_is_dpo():
@@ -106,17 +127,21 @@ def test_simpo():
     beta, gamma = 2.0, 1.0
     loss = SimPOLoss(beta, gamma)
     assert not loss.requires_reference
-    out = check(loss, per_pair(lambda i: -logsig(beta * (PI_C[i] / LEN_C[i] - PI_R[i] / LEN_R[i]) - gamma)), reference=None)
+    out = check(
+        loss, per_pair(lambda i: -logsig(beta * (PI_C[i] / LEN_C[i] - PI_R[i] / LEN_R[i]) - gamma)), reference=None
+    )
     assert_close(out.chosen_rewards, per_pair(lambda i: beta * PI_C[i] / LEN_C[i]))
 
 
 def test_orpo():
     lam = 0.1
+
     # Per-token mean log-probs must be < 0 for odds to exist; pair 0: -2 and -2, pair 1: -2 and -3.75.
     def expected(i):
         mc, mr = PI_C[i] / LEN_C[i], PI_R[i] / LEN_R[i]
         log_odds = (mc - math.log(1 - math.exp(mc))) - (mr - math.log(1 - math.exp(mr)))
         return -mc - lam * logsig(log_odds)
+
     check(ORPOLoss(lam), per_pair(expected), reference=None)
 
 
@@ -172,22 +197,40 @@ def test_sppo_hard():
 
 def test_nca_pair():
     beta = 0.1
-    check(NCAPairLoss(beta), per_pair(lambda i: -logsig(beta * r_w(i)) - 0.5 * logsig(-beta * r_w(i)) - 0.5 * logsig(-beta * r_l(i))))
+    check(
+        NCAPairLoss(beta),
+        per_pair(lambda i: -logsig(beta * r_w(i)) - 0.5 * logsig(-beta * r_w(i)) - 0.5 * logsig(-beta * r_l(i))),
+    )
 
 
 def test_exo_pair():
     beta, eps = 0.1, 1e-3
+
     def expected(i):
         z = beta * h(i)
         return sig(z) * (logsig(z) - math.log(1 - eps)) + sig(-z) * (logsig(-z) - math.log(eps))
+
     check(EXOPairLoss(beta, eps), per_pair(expected))
 
 
-REFERENCE_LOSSES = [DPOLoss(0.1), RobustLoss(0.1, 0.1), HingeLoss(0.1), IPOLoss(0.1), RPOLoss(0.1), BCOPairLoss(0.1),
-                    APOZeroLoss(0.1), APODownLoss(0.1), SPPOHardLoss(0.1), NCAPairLoss(0.1), EXOPairLoss(0.1)]
+REFERENCE_LOSSES = [
+    DPOLoss(0.1),
+    RobustLoss(0.1, 0.1),
+    HingeLoss(0.1),
+    IPOLoss(0.1),
+    RPOLoss(0.1),
+    BCOPairLoss(0.1),
+    APOZeroLoss(0.1),
+    APODownLoss(0.1),
+    SPPOHardLoss(0.1),
+    NCAPairLoss(0.1),
+    EXOPairLoss(0.1),
+]
 
 
-@pytest.mark.parametrize("loss", REFERENCE_LOSSES + [SimPOLoss(), ORPOLoss(), SFTLoss()], ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize(
+    "loss", REFERENCE_LOSSES + [SimPOLoss(), ORPOLoss(), SFTLoss()], ids=lambda loss: type(loss).__name__
+)
 def test_large_margins_do_not_overflow(loss):
     big = pairs([-1.0, -1e4], [-1e4, -1.0], lc=[1.0, 1.0], lr=[1.0, 1.0])
     ref = pairs([-5e3, -5e3], [-5e3, -5e3], lc=[1.0, 1.0], lr=[1.0, 1.0])
@@ -211,7 +254,7 @@ def test_equal_log_ratios_give_ln2_and_zero_rewards(loss):
     assert_close(out.rejected_rewards, torch.zeros(2, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("loss", REFERENCE_LOSSES, ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("loss", REFERENCE_LOSSES, ids=lambda loss: type(loss).__name__)
 def test_reference_losses_refuse_to_run_without_a_reference(loss):
     with pytest.raises(ValueError, match="needs reference"):
         loss(POLICY, None)

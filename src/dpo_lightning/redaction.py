@@ -19,13 +19,17 @@ SECRET_WORD = r"(?:token|api[_-]?key|secret|password|passwd|credentials?)"
 SECRET_KEY = re.compile(rf"(?:^|[_.\-]){SECRET_WORD}$", re.IGNORECASE)
 TOKEN_LIKE = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,})\b")
 # `key: value` / `key=value` / `"key": "value"` where the key names a secret (YAML, overrides, JSON, log text).
-KEY_VALUE = re.compile(rf"""(?P<key>\b(?:[\w\-]*[_\-])?{SECRET_WORD})(?P<sep>["']?\s*[:=]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,}}\]]+)""",
-                       re.IGNORECASE)
+KEY_VALUE = re.compile(
+    rf"""(?P<key>\b(?:[\w\-]*[_\-])?{SECRET_WORD})(?P<sep>["']?\s*[:=]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,}}\]]+)""",
+    re.IGNORECASE,
+)
 
 
 def secret_values() -> list[str]:
     """Values of secret-named environment variables (at least 8 characters, so no flag like `1` is masked)."""
-    return sorted({v for k, v in os.environ.items() if SECRET_KEY.search(k.lower()) and len(v) >= 8}, key=len, reverse=True)
+    return sorted(
+        {v for k, v in os.environ.items() if SECRET_KEY.search(k.lower()) and len(v) >= 8}, key=len, reverse=True
+    )
 
 
 def redact_text(text: str) -> str:
@@ -38,7 +42,10 @@ def redact_text(text: str) -> str:
 def redact(obj: Any) -> Any:
     """A copy of a config container (dicts, lists, strings) with every secret masked."""
     if isinstance(obj, dict):
-        return {k: MASK if isinstance(k, str) and SECRET_KEY.search(k) and v not in (None, "") else redact(v) for k, v in obj.items()}
+        return {
+            k: MASK if isinstance(k, str) and SECRET_KEY.search(k) and v not in (None, "") else redact(v)
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     if isinstance(obj, str):

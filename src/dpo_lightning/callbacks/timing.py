@@ -1,0 +1,85 @@
+"""`StepTimer`: the speed and memory of every optimizer step, logged with the other train/ metrics.
+
+- `train/step_seconds`: wall clock from the end of the previous optimizer step to the end of this one (data,
+  forward, backward, optimizer; the device synchronised first, so queued GPU work is counted where it ran);
+- `train/tokens_per_second`: the tokens of the step counted the textbook way (every response with its prompt);
+- `train/peak_memory_gib`: the peak GPU memory allocated so far (`torch.cuda.max_memory_allocated`), or the
+  process's peak RSS on a CPU;
+- `train/mfu` (with `peak_tflops`, the device's dense peak): model FLOPs utilisation, counting 8 x the policy's
+  matrix parameters per token (forward and backward of the policy, forward of the reference) as the benchmark does.
+
+The first step of a fit (compilation, allocator warm-up) is timed like the others; read steady-state figures from
+later steps.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+
+from ..batches import PROMPT, PackedBatch
+
+
+def textbook_tokens(batch) -> int:
+    """Tokens of a batch as the textbook layout has them: prompt+chosen and prompt+rejected for every pair."""
+    if isinstance(batch, PackedBatch):
+        real = batch.segment_ids >= 0
+        return int(real.sum() + (real & (batch.branch_ids == PROMPT)).sum())
+    return int(batch.attention_mask.sum())
+
+
+def matmul_parameters(model: torch.nn.Module) -> int:
+    """Parameters that multiply every token: all but the input embedding (a lookup), the LM head even when tied."""
+    from ..logprobs import unwrap
+
+    inner = unwrap(model)
+    head, embedding = inner.get_output_embeddings().weight, inner.get_input_embeddings().weight
+    total = sum(p.numel() for p in inner.parameters()) - embedding.numel()
+    return total + (head.numel() if head is embedding else 0)
+
+
+class StepTimer(Callback):
+    def __init__(self, peak_tflops: float | None = None) -> None:
+        self.peak_tflops = peak_tflops
+        self.last: float | None = None
+        self.tokens = 0
+        self.flops_per_token = 0.0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.flops_per_token = 8.0 * matmul_parameters(pl_module.policy)
+        self._sync(pl_module)
+        self.last = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        self.tokens += textbook_tokens(batch)
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        self._step_tokens = self.tokens  # the micro-batches of this optimizer step
+        self.tokens = 0
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if getattr(self, "_step_tokens", None) is None or self.last is None:
+            return  # mid-accumulation: the optimizer step has not happened yet
+        self._sync(pl_module)
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        values = {"train/step_seconds": seconds, "train/tokens_per_second": self._step_tokens / seconds,
+                  "train/peak_memory_gib": self._peak_memory(pl_module)}
+        if self.peak_tflops:
+            values["train/mfu"] = self.flops_per_token * self._step_tokens / seconds / (self.peak_tflops * 1e12)
+        self._step_tokens = None
+        pl_module.log_dict(values, on_step=True, on_epoch=False, batch_size=1)
+
+    @staticmethod
+    def _sync(pl_module: LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    @staticmethod
+    def _peak_memory(pl_module: LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
