@@ -17,6 +17,11 @@ seconds per step is the wall clock from the end of the last warm-up step to the 
 forward, backward and optimizer included). Before timing, a parity check in fp32 scores the first batch both ways:
 the step-0 losses and every pair's chosen/rejected log-probs must agree within a relative 1e-4.
 
+Every variant runs in --rounds child processes, interleaved (A B C A B C ...), after an untimed warm round that
+fills every kernel and compile cache; the table gives each variant's median seconds per step with its min and max,
+the ratios of medians, and names every variant whose spread exceeds 10% (`rounds.py`). Results are rewritten after
+every child, so a run cut short keeps what it measured.
+
 MFU counts the FLOPs of the textbook computation without padding (policy forward+backward 6·N·T, reference
 forward 2·N·T, plus attention, with T the prompt+response tokens of both sequences of every pair), the same
 numerator for every variant, over the GPU's dense bf16 peak (--peak-tflops). Results: <out>/results.json, results.md.
@@ -33,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from rounds import WIDE_SPREAD, run_rounds, summarize
 from trainers import make_trl, options, peak_memory, run_ours, run_trl
 from workload import HH_TEST, PRESETS, SHAPES, load_model, load_pairs, textbook_flops
 
@@ -41,7 +47,7 @@ def child(args) -> dict:
     name, opts = options(args.variant)
     dtype = getattr(torch, opts.get("dtype", args.dtype))
     policy, tokenizer = load_model(args, dtype)
-    if "attn" in opts:  # attention implementation: sdpa (default) or eager
+    if "attn" in opts:  # attention implementation: sdpa (default), eager or flex_attention (GPU)
         policy.config._attn_implementation = opts["attn"]
 
     def load_reference():  # the runner holds the only handle, so a runner that frees it (precompute_ref) frees it
@@ -71,7 +77,7 @@ def child(args) -> dict:
         flops = sum(
             textbook_flops(policy, pairs[i * args.batch : (i + 1) * args.batch]) for i in range(args.warmup, len(ends))
         ) / (len(ends) - args.warmup)
-        result["mfu"] = flops / seconds / (args.peak_tflops * 1e12)
+        result.update(flops_per_step=flops, mfu=flops / seconds / (args.peak_tflops * 1e12))
     return result
 
 
@@ -130,12 +136,12 @@ def parity(args) -> dict:
 
 
 # -- the parent: run everything, print and save -----------------------------------------------------------------
-def run_child(argv: list[str], role: str, variant: str = "") -> dict:
+def run_child(argv: list[str], role: str, variant: str = "", profile_to: Path | None = None) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [sys.executable, __file__, *argv, "--role", role, "--variant", variant, "--result", f.name]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        if "profile=true" in variant:
-            print(proc.stderr[-12000:], file=sys.stderr)
+        if "profile=true" in variant and profile_to is not None:
+            profile_to.write_text(f"{variant}\n{proc.stderr[-20000:]}")
         if proc.returncode != 0:
             return {"variant": variant or role, "error": proc.stderr[-3000:]}
         return json.loads(Path(f.name).read_text())
@@ -145,25 +151,41 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name() if device.startswith("cuda") else f"{os.cpu_count()} CPU cores"
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
 def report(args, command: str, parity_result: dict, results: list[dict]) -> str:
-    base = next((r for r in results if r["variant"] == "trl" and "error" not in r), None)
-    trls = [r for r in results if r["variant"].startswith("trl") and "error" not in r]
+    ok = [r for r in results if "error" not in r]
+    base = next((r for r in ok if r["variant"] == "trl"), None)
+    trls = [r for r in ok if r["variant"].startswith("trl")]
     # with several TRL variants, also the most demanding comparison: its fastest and its leanest variant
     fastest = max(trls, key=lambda r: r["pairs_per_second"]) if len(trls) > 1 else None
     leanest = min(trls, key=lambda r: r["peak_memory_gib"]) if len(trls) > 1 else None
+    rounds = max((len(r["rounds"]) for r in ok), default=0)
+    if parity_result.get("skipped"):
+        parity = "Parity: skipped (--no-parity)"
+    else:
+        get = lambda key: parity_result.get(key, float("nan"))  # noqa: E731
+        parity = (
+            f"Parity (fp32, first batch): loss ours {get('loss_ours'):.6f} vs TRL {get('loss_trl'):.6f}; per-pair "
+            f"log-probs max relative difference {get('logps_max_rel_diff'):.2e}: "
+            f"{'OK' if parity_result.get('ok') else 'FAILED'}"
+        )
+    header = (
+        "| variant | s/step, median [min-max] | pairs/s | peak memory (GiB) | MFU | pairs/s vs TRL | memory vs TRL |"
+    )
     lines = [
         f"Command: `{command}`",
         "",
-        f"Device: {args.device} ({device_name(args.device)}); "
-        f"model {args.model}, {args.dtype}, batch {args.batch}, max_length {args.max_length}, "
-        f"{args.warmup} warm-up + {args.steps} timed steps; data: {results[0].get('data', '?')}",
+        f"Device: {args.device} ({device_name(args.device)}); model {args.model}, {args.dtype}, batch {args.batch}, "
+        f"max_length {args.max_length}, {args.warmup} warm-up + {args.steps} timed steps per child; "
+        f"{rounds} timed round(s) per variant, interleaved"
+        f"{', after an untimed warm round' if not args.no_warm_round else ''}; data: {ok[0]['data'] if ok else '?'}",
         "",
-        f"Parity (fp32, first batch): loss ours {parity_result.get('loss_ours', float('nan')):.6f} vs TRL "
-        f"{parity_result.get('loss_trl', float('nan')):.6f}; per-pair log-probs max relative difference "
-        f"{parity_result.get('logps_max_rel_diff', float('nan')):.2e}: {'OK' if parity_result.get('ok') else 'FAILED'}",
+        parity,
         "",
-        "| variant | s/step | pairs/s | peak memory (GiB) | MFU | pairs/s vs TRL | memory vs TRL |"
-        + (" pairs/s vs fastest TRL | memory vs leanest TRL |" if fastest else ""),
+        header + (" pairs/s vs fastest TRL | memory vs leanest TRL |" if fastest else ""),
         "|---|---|---|---|---|---|---|" + ("---|---|" if fastest else ""),
     ]
     for r in results:
@@ -173,40 +195,96 @@ def report(args, command: str, parity_result: dict, results: list[dict]) -> str:
                 + (" | |" if fastest else "")
             )
             continue
-        mfu = f"{r['mfu']:.1%}" if "mfu" in r else "-"
-        speed = f"{r['pairs_per_second'] / base['pairs_per_second']:.2f}x" if base else "-"
-        mem = f"{r['peak_memory_gib'] / base['peak_memory_gib']:.2f}x" if base else "-"
-        extra = (
-            (
-                f" {r['pairs_per_second'] / fastest['pairs_per_second']:.2f}x ({fastest['variant']}) |"
-                f" {r['peak_memory_gib'] / leanest['peak_memory_gib']:.2f}x ({leanest['variant']}) |"
-            )
-            if fastest
-            else ""
-        )
-        lines.append(
-            f"| {r['variant']} | {r['seconds_per_step']:.3f} | {r['pairs_per_second']:.2f} | "
-            f"{r['peak_memory_gib']:.2f} | {mfu} | {speed} | {mem} |" + extra
-        )
-    for r in results:
+        cells = [
+            r["variant"],
+            f"{r['seconds_per_step']:.3f} [{r['seconds_min']:.3f}-{r['seconds_max']:.3f}]",
+            f"{r['pairs_per_second']:.2f}",
+            f"{r['peak_memory_gib']:.2f}",
+            f"{r['mfu']:.1%}" if "mfu" in r else "-",
+            _ratio(r["pairs_per_second"], base["pairs_per_second"]) if base else "-",
+            _ratio(r["peak_memory_gib"], base["peak_memory_gib"]) if base else "-",
+        ]
+        if fastest:
+            cells += [
+                f"{_ratio(r['pairs_per_second'], fastest['pairs_per_second'])} ({fastest['variant']})",
+                f"{_ratio(r['peak_memory_gib'], leanest['peak_memory_gib'])} ({leanest['variant']})",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    wide = [f"{r['variant']} ({r['spread']:.0%})" for r in ok if r["spread"] > WIDE_SPREAD]
+    lines += [
+        "",
+        f"Spread over {WIDE_SPREAD:.0%} of the median (max - min): {', '.join(wide)}"
+        if wide
+        else f"Every variant's spread is within {WIDE_SPREAD:.0%} of its median.",
+    ]
+    for r in ok:
         if "precompute_ref_seconds" in r:
             lines.append(
-                f"\n{r['variant']}: the reference pass over all {r['precompute_ref_pairs']} pairs "
-                f"took {r['precompute_ref_seconds']:.2f} s before the timed steps (once per model and data: "
+                f"\n{r['variant']}: the reference pass over all {r['precompute_ref_pairs']} pairs took "
+                f"{r['precompute_ref_seconds']:.2f} s before the timed steps (once per model and data: "
                 "cached on disk in train.py)"
             )
     return "\n".join(lines)
 
 
 def main() -> None:
+    args = parse_args()
+    if args.role != "parent":
+        result = parity(args) if args.role == "parity" else child(args)
+        Path(args.result).write_text(json.dumps(result))
+        return
+    argv = sys.argv[1:]
+    command = "python bench/throughput.py " + " ".join(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parity_result = {"skipped": True} if args.no_parity else run_child(argv, "parity")
+    print("parity:", json.dumps({k: v for k, v in parity_result.items() if not k.startswith("chosen_")}), flush=True)
+    variants = args.variants.replace(";", " ").split()
+    profiled = variants[0] if args.profile else None
+
+    def warm_variant(v: str) -> str:  # --profile: the first variant's warm-round child runs under torch.profiler
+        return v + (("," if ":" in v else ":") + "profile=true" if v == profiled else "")
+
+    def save(variant: str, index: int, result: dict) -> None:
+        print(f"{'warm' if index < 0 else f'round {index + 1}'}:", json.dumps(result), flush=True)
+        done.setdefault(variant, []).append(result) if index >= 0 else None
+        rows = [summarize(v, done.get(v, []), args.batch, args.peak_tflops) for v in variants if done.get(v)]
+        (out / "results.json").write_text(
+            json.dumps({"command": command, "parity": parity_result, "results": rows, "runs": done}, indent=2)
+        )
+        (out / "results.md").write_text(report(args, command, parity_result, rows) + "\n")
+
+    done: dict[str, list[dict]] = {}
+    run_rounds(
+        variants,
+        lambda v: run_child(argv, "child", v, out / "profile.txt"),
+        args.rounds,
+        max(args.rounds, args.max_rounds or 0),
+        warm=not args.no_warm_round,
+        warm_variant=warm_variant,
+        on_result=save,
+    )
+    print("\n" + (out / "results.md").read_text())
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--model", choices=["embedded", *SHAPES], help="embedded: the real SmolLM2-135M weights")
     p.add_argument("--batch", type=int)
     p.add_argument("--max-length", type=int)
     p.add_argument("--max-prompt-length", type=int)
-    p.add_argument("--steps", type=int, help="timed steps")
-    p.add_argument("--warmup", type=int, help="untimed steps first")
+    p.add_argument("--steps", type=int, help="timed steps per child")
+    p.add_argument("--warmup", type=int, help="untimed steps first, in every child")
+    p.add_argument("--rounds", type=int, help="timed rounds of every variant, interleaved; the median is reported")
+    p.add_argument("--max-rounds", type=int, help="more rounds, up to this many, while a spread exceeds 10%%")
+    p.add_argument("--no-warm-round", action="store_true", help="skip the untimed round that fills the caches")
+    p.add_argument("--no-parity", action="store_true", help="skip the fp32 parity check (e.g. for an 8B shape)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="the first variant's warm round under torch.profiler: <out>/profile.txt (top kernels by self device time)",
+    )
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "bfloat16"])
     p.add_argument(
@@ -234,27 +312,7 @@ def main() -> None:
             setattr(args, key, value)
     if args.data != "synthetic" and not Path(args.data).is_file():
         args.data = "synthetic"
-
-    if args.role != "parent":
-        result = parity(args) if args.role == "parity" else child(args)
-        Path(args.result).write_text(json.dumps(result))
-        return
-    argv = sys.argv[1:]
-    command = "python bench/throughput.py " + " ".join(argv)
-    parity_result = run_child(argv, "parity")
-    print("parity:", json.dumps({k: v for k, v in parity_result.items() if not k.startswith("chosen_")}), flush=True)
-    results = []
-    for variant in args.variants.replace(";", " ").split():
-        results.append(run_child(argv, "child", variant))
-        print(json.dumps(results[-1]), flush=True)
-    text = report(args, command, parity_result, results)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(
-        json.dumps({"command": command, "parity": parity_result, "results": results}, indent=2)
-    )
-    (out / "results.md").write_text(text + "\n")
-    print("\n" + text)
+    return args
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+from dpo_lightning.models.random_init import SHAPES as RANDOM_SHAPES  # noqa: E402  (this checkout's package)
+
 HH_TEST = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 PRESETS = {
     "cpu": dict(
@@ -20,6 +22,7 @@ PRESETS = {
         device="cpu",
         steps=3,
         warmup=1,
+        rounds=3,
     ),
     "gpu": dict(
         model="llama1b",
@@ -30,14 +33,12 @@ PRESETS = {
         device="cuda",
         steps=8,
         warmup=2,
+        rounds=3,
     ),
 }
-SHAPES = {  # random-init shapes (speed only): hidden, layers, heads, kv heads, intermediate, vocab. The LM head is
-    # tied to the embedding, as in Llama-3.2-1B and SmolLM2: llama1b has 1.24B parameters.
-    "llama1b": (2048, 16, 32, 8, 8192, 128256),
-    "smollm2": (576, 30, 9, 3, 1536, 49152),
-    "tiny": (64, 2, 4, 2, 128, 49152),
-}
+# The random-init shapes (speed only) are the package's: llama1b (Llama-3.2-1B, tied head, 1.24B parameters),
+# llama3_8b (untied head, 8.03B), smollm2, tiny.
+SHAPES = tuple(RANDOM_SHAPES)
 
 
 def load_model(args, dtype: torch.dtype):
@@ -46,26 +47,13 @@ def load_model(args, dtype: torch.dtype):
     if args.model == "embedded":
         loaded = load_causal_lm(args.embedded, dtype=str(dtype).split(".")[-1])
         return loaded.model.to(args.device), loaded.tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from dpo_lightning.models import build_random_llama
 
-    from dpo_lightning.models.loading import load_tokenizer, resolve_name_or_path
-
-    hidden, layers, heads, kv, inter, vocab = SHAPES[args.model]
-    cfg = LlamaConfig(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        intermediate_size=inter,
-        vocab_size=vocab,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
+    # random init on the device: seconds instead of minutes on a CPU for the big shapes
+    loaded = build_random_llama(
+        args.model, args.tokenizer or "embedded:smollm2-135m-instruct", str(dtype).split(".")[-1], args.device
     )
-    cfg._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    with torch.device(args.device):  # random init on the device: seconds instead of a minute on CPU for 1B
-        model = LlamaForCausalLM(cfg).to(dtype=dtype)
-    return model, load_tokenizer(args.tokenizer or resolve_name_or_path("embedded:smollm2-135m-instruct"))
+    return loaded.model, loaded.tokenizer
 
 
 def load_pairs(args, tokenizer):

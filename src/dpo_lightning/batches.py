@@ -20,16 +20,23 @@ from torch import Tensor
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2  # branch ids of the packed layout
 # Attention implementations that take an arbitrary 4D mask (the packed layout needs one).
-MASKED_ATTENTION = ("sdpa", "eager")
+# sdpa and eager take a dense [R, 1, W, W] mask; flex_attention a block-sparse BlockMask of the same rule (CUDA).
+MASKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 
 
-def check_packed_attention(attn: str | None) -> None:
-    """The packed layout runs under a 4D mask, which flash-attention-style implementations do not take."""
+def check_packed_attention(attn: str | None, on_cpu: bool = False) -> None:
+    """The packed layout runs under a 4D mask, which flash-attention-style implementations do not take; its
+    FlexAttention path trains only on a CUDA GPU (PyTorch's FlexAttention has no CPU backward)."""
     if attn is not None and attn not in MASKED_ATTENTION:
         raise ValueError(
             f"data.packing=true needs an attention that takes a 4D mask ({', '.join(MASKED_ATTENTION)}), "
             f"but the model's attention (model.attn_implementation) is {attn!r}: set data.packing=false or "
             "model.attn_implementation=sdpa"
+        )
+    if attn == "flex_attention" and on_cpu:
+        raise ValueError(
+            "model.attn_implementation=flex_attention needs a CUDA GPU (PyTorch's FlexAttention has no backward on "
+            "a CPU): use model.attn_implementation=sdpa here"
         )
 
 
@@ -106,23 +113,47 @@ class PackedBatch(_Batch):
     target_rows: Tensor  # [N]
     pair_keys: Tensor  # [B]
 
-    def attention_mask(self, dtype: torch.dtype | None = None) -> Tensor:
-        """[R, 1, W, W]: token i sees token j iff both belong to the same pair, j <= i, and not (i rejected and j
-        chosen). Padding (segment -1) sees only padding, so no row is fully masked. Boolean (True = attend) when
-        `dtype` is None (SDPA), else additive: 0 or the dtype's minimum (eager attention)."""
+    def attention_mask(self, attn: str = "sdpa", dtype: torch.dtype = torch.float32):
+        """The packed rule for the attention implementation `attn`: token i sees token j iff both belong to the same
+        pair, j <= i, and not (i rejected and j chosen). Padding (segment -1) sees only padding, so no row is fully
+        masked. sdpa: a [R, 1, W, W] boolean mask (True = attend); eager: the same, additive in `dtype` (0 or the
+        dtype's minimum); flex_attention: a BlockMask, whose fully masked 128x128 blocks are skipped, not computed.
+        Built once per batch and kind (the policy and a live reference share it)."""
+        cache = self.__dict__.setdefault("_masks", {})
+        key = (attn, dtype if attn == "eager" else None)
+        if key not in cache:
+            cache[key] = self._block_mask() if attn == "flex_attention" else self._dense_mask(attn, dtype)
+        return cache[key]
+
+    def _allowed(self, b, q: Tensor, kv: Tensor) -> Tensor:
         seg, branch = self.segment_ids, self.branch_ids
-        pos = torch.arange(seg.shape[1], device=seg.device)
-        allowed = (seg[:, :, None] == seg[:, None, :]) & (pos[None, None, :] <= pos[None, :, None])
-        allowed &= ~((branch[:, :, None] == REJECTED) & (branch[:, None, :] == CHOSEN))
-        allowed = allowed[:, None]
-        if dtype is None:
+        same_pair = (seg[b, q] == seg[b, kv]) & (kv <= q)
+        return same_pair & ~((branch[b, q] == REJECTED) & (branch[b, kv] == CHOSEN))
+
+    def _dense_mask(self, attn: str, dtype: torch.dtype) -> Tensor:
+        rows, width = self.segment_ids.shape
+        pos = torch.arange(width, device=self.segment_ids.device)
+        b = torch.arange(rows, device=pos.device)[:, None, None]
+        allowed = self._allowed(b, pos[None, :, None], pos[None, None, :])[:, None]
+        if attn != "eager":
             return allowed
-        return torch.zeros(allowed.shape, dtype=dtype, device=seg.device).masked_fill_(~allowed, torch.finfo(dtype).min)
+        return torch.zeros(allowed.shape, dtype=dtype, device=pos.device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+    def _block_mask(self):
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        rows, width = self.segment_ids.shape
+        return create_block_mask(
+            lambda b, h, q, kv: self._allowed(b, q, kv), rows, None, width, width, device=self.segment_ids.device
+        )
 
     def calls(self, attn: str, dtype: torch.dtype, separate_halves: bool = False) -> list[ModelCall]:
-        check_packed_attention(attn)
-        mask = self.attention_mask(None if attn == "sdpa" else dtype)
-        inputs = {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": mask}
+        check_packed_attention(attn, on_cpu=self.input_ids.device.type == "cpu")
+        inputs = {
+            "input_ids": self.input_ids,
+            "position_ids": self.position_ids,
+            "attention_mask": self.attention_mask(attn, dtype),
+        }
         return [ModelCall(inputs, self.predict_index, self.targets, self.target_rows)]
 
 

@@ -33,7 +33,8 @@ def validate_config(cfg: DictConfig) -> None:
         if key in module:
             _check(check_tile_size, key, module[key])
     if cfg.data.get("packing", False):
-        _check(check_packed_attention, cfg.model.get("attn_implementation"))
+        on_cpu = str((cfg.get("trainer") or {}).get("accelerator", "auto")) == "cpu"
+        _check(check_packed_attention, cfg.model.get("attn_implementation"), on_cpu)
     if cfg.model.get("quantization"):
         from .models.loading import check_quantization
 

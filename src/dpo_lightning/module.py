@@ -94,10 +94,9 @@ class DPOModule(LightningModule):
             super().backward(loss, *args, **kwargs)
 
     def on_fit_start(self) -> None:
-        if self.scorer.fused_head and isinstance(self.trainer.strategy, FSDPStrategy):
-            # The fused head reads the LM-head weight outside FSDP's own forward; FSDP needs the plain path.
-            log.info("FSDP: computing log-probs through the model's own forward (module.fused_head off)")
-            self.scorer.fused_head = False
+        # Under FSDP the tiled LM head needs nothing special: Lightning runs training_step and validation_step as
+        # the root FSDP unit's forward, so the head's weight (in the root unit) is gathered while the head runs,
+        # forward and backward (tests/e2e/test_distributed.py runs it sharded on two processes).
         self.reference.prepare(self)
 
     def _update(self, metrics: PreferenceMetrics, batch: PairBatch) -> Tensor:

@@ -25,6 +25,9 @@ def test_throughput_harness_side_by_side_with_trl(tmp_path):
         "128",
         "--max-prompt-length",
         "64",
+        "--rounds",
+        "1",
+        "--no-warm-round",
         "--out",
         str(out),
         "--variants",
@@ -67,3 +70,47 @@ def test_head_memory_tiled_equals_plain(tmp_path):
     plain, tiled = ([float(x) for x in r[3:]] for r in rows)  # sum of log-probs, grad W norm, grad h norm
     for a, b in zip(plain, tiled):
         assert abs(a - b) <= 1e-4 * abs(a), (plain, tiled)
+
+
+def test_rounds_are_interleaved_and_reported_by_their_median(monkeypatch):
+
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from rounds import run_rounds, summarize
+
+    calls, timings = [], {"a": [1.0, 1.3, 1.0, 1.0], "b": [2.0, 2.0, 2.0, 2.1, 2.0]}  # b: its warm round first
+
+    def run(variant):
+        calls.append(variant)
+        name = variant.split(":")[0]
+        if variant.endswith("profile=true"):
+            return {"variant": variant, "seconds_per_step": 99.0, "peak_memory_gib": 1.0}
+        n = sum(1 for c in calls if c == variant) - 1
+        return {
+            "variant": variant,
+            "seconds_per_step": timings[name][n],
+            "peak_memory_gib": 1.0 + n,
+            "flops_per_step": 4e12,
+        }
+
+    done = run_rounds(
+        ["a", "b"], run, rounds=3, max_rounds=4, warm_variant=lambda v: v + ":profile=true" if v == "a" else v
+    )
+    # a warm round first (a profiled), then A B A B A B, and a 4th round because a's spread (30%) is wide
+    assert calls == ["a:profile=true", "b", "a", "b", "a", "b", "a", "b", "a", "b"]
+    assert [len(v) for v in done.values()] == [4, 4]
+    a = summarize("a", done["a"], batch=8, peak_tflops=1.0)
+    assert a["seconds_per_step"] == 1.0 and (a["seconds_min"], a["seconds_max"]) == (1.0, 1.3)
+    assert abs(a["spread"] - 0.3) < 1e-9 and a["pairs_per_second"] == 8.0 and a["peak_memory_gib"] == 4.0
+    assert abs(a["mfu"] - 4.0) < 1e-9  # 4e12 FLOPs per step in the median 1.0 s over a 1 TFLOP/s peak
+    b = summarize("b", done["b"][:3] + [{"variant": "b", "error": "OOM"}], batch=8, peak_tflops=1.0)
+    assert b["seconds_per_step"] == 2.0 and b["failed_rounds"] == 1
+    assert summarize("c", [{"variant": "c", "error": "CUDA out of memory"}], 8, 1.0) == {
+        "variant": "c",
+        "error": "CUDA out of memory",
+    }
+    calls.clear()
+    timings.update(a=[1.0] * 9, b=[2.0] * 9)
+    run_rounds(["a", "b"], run, rounds=3, max_rounds=5, warm=False)
+    assert len(calls) == 6  # every spread narrow: exactly the asked rounds

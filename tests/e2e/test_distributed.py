@@ -4,6 +4,7 @@ reports the same metrics as one process trained on the same pairs per step (2 ra
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 import torch
@@ -52,3 +53,19 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-6, msg=name)
     assert json.loads((ddp / "data_report.json").read_text())["train"]["pairs"] == 16
+
+
+@pytest.mark.parametrize("head", ["untied", "tied"])
+def test_fsdp_full_shard_keeps_the_tiled_head_and_its_gradients(head):
+    """Two gloo processes, FULL_SHARD: rank 1 holds none of the LM head's weight, yet the tiled head gathers it inside
+    the root unit's forward (as Lightning runs training_step) and every gradient equals one unsharded process's."""
+    with socket.socket() as s:  # a free port for the process group
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    proc = run_script("tests/e2e/fsdp_worker.py", port, head)
+    ranks = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    assert min(r["head_elements_here"] for r in ranks) < ranks[0]["head_elements"]  # the head really is sharded
+    for r in ranks:
+        assert r["loss"] == pytest.approx(r["expected"], rel=1e-6)
+        assert r["max_grad_diff"] <= 1e-6

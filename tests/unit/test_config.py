@@ -54,7 +54,10 @@ def test_loss_options(name):
     assert loss.beta > 0 and hasattr(loss, "requires_reference")
 
 
-@pytest.mark.parametrize("name", options("model"))
+LOADED_MODELS = [name for name in options("model") if name != "random"]  # random: built, not loaded
+
+
+@pytest.mark.parametrize("name", LOADED_MODELS)
 def test_model_options_compose_and_load_from_a_local_path(name, tiny_model_dir):
     cfg = compose(f"model={name}")
     assert cfg.model._target_.startswith("dpo_lightning.models.")
@@ -63,8 +66,26 @@ def test_model_options_compose_and_load_from_a_local_path(name, tiny_model_dir):
     assert loaded.model.config.model_type == "llama" and loaded.tokenizer.eos_token_id is not None
 
 
+@pytest.mark.parametrize("shape, parameters", [("llama1b", 1_235_814_400), ("llama3_8b", 8_030_261_248)])
+def test_random_shapes_are_the_real_models(shape, parameters):
+    from dpo_lightning.models.random_init import llama_config
+
+    config = llama_config(shape)  # Llama-3.2-1B (tied head) and Llama-3-8B (untied), 8 key/value heads each
+    hidden, vocab, layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
+    kv = config.num_key_value_heads * hidden // config.num_attention_heads
+    per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * config.intermediate_size + 2 * hidden
+    heads = 1 if config.tie_word_embeddings else 2
+    assert heads * vocab * hidden + layers * per_layer + hidden == parameters
+
+
+def test_random_model_option_builds_its_shape():
+    loaded = instantiate(compose("model=random", "model.shape=tiny", "model.dtype=float32").model)
+    assert loaded.model.config.hidden_size == 64 and loaded.tokenizer.eos_token_id is not None
+    assert next(loaded.model.parameters()).dtype == torch.float32
+
+
 def test_model_hub_ids():
-    ids = {name: compose(f"model={name}").model.name_or_path for name in options("model") if name != "tiny"}
+    ids = {name: compose(f"model={name}").model.name_or_path for name in LOADED_MODELS if name != "tiny"}
     assert ids["mistral"] == "mistralai/Mistral-7B-v0.1" and ids["pythia_2_8b"] == "EleutherAI/pythia-2.8b"
     assert ids["smollm2_135m"] == "embedded:smollm2-135m-instruct"
     assert compose("model=llama3_8b").model.dtype == "bfloat16"

@@ -54,7 +54,7 @@ def test_mask_blocks_other_pairs_and_chosen_from_rejected():
         [0, 0, 0, 0, 0, 1, 1, 0],
         [0, 0, 0, 0, 0, 1, 0, 1],
     ]
-    additive = b.attention_mask(torch.float32)[1, 0]
+    additive = b.attention_mask("eager", torch.float32)[1, 0]
     assert (additive == 0).int().tolist() == m.tolist()
 
 
@@ -128,3 +128,48 @@ def test_packed_layout_under_activation_checkpointing_gives_the_same_gradients()
         (sequence_logps(response_states(model, batch)).logps * torch.arange(1, 9)).sum().backward()
     for (name, p), q in zip(plain_model.named_parameters(), checkpointed.parameters()):
         assert_close(q.grad, p.grad, msg=name, **TOL)
+
+
+def test_flex_attention_is_refused_on_a_cpu_with_the_reason():
+    model = _model("flex_attention")
+    with pytest.raises(ValueError, match="flex_attention needs a CUDA GPU"):
+        response_states(model, PackedPairCollator(pad_token_id=0)(pairs()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention trains only on a CUDA GPU (no CPU backward)")
+def test_flex_attention_block_mask_equals_the_dense_mask_and_the_textbook_layout():
+    """On the GPU: the BlockMask path gives the textbook layout's log-probs and gradients (fp32; FlexAttention needs
+    head_dim >= 16), and the BlockMask's dense form is the packed layout's boolean mask."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def model(attn):
+        torch.manual_seed(0)
+        cfg = LlamaConfig(
+            vocab_size=97,
+            hidden_size=64,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+        cfg._attn_implementation = attn
+        return LlamaForCausalLM(cfg).cuda()
+
+    plain_model, flex_model = model("sdpa"), model("flex_attention")
+    weights = torch.arange(1, 9, dtype=torch.float32, device="cuda")
+    expected = plain_sequence_logps(plain_model, PairCollator(pad_token_id=0)(pairs()).to("cuda"))
+    (expected.logps * weights).sum().backward()
+    batch = PackedPairCollator(pad_token_id=0)(pairs()).to("cuda")
+    got = sequence_logps(response_states(flex_model, batch), chunk_size=3)
+    (got.logps * weights).sum().backward()
+    assert_close(got.logps, expected.logps, rtol=1e-4, atol=1e-4)
+    for (name, p), q in zip(plain_model.named_parameters(), flex_model.parameters()):
+        assert_close(q.grad, p.grad, msg=name, rtol=1e-3, atol=1e-5)
+    block = batch.attention_mask("flex_attention")
+    rows, width = batch.segment_ids.shape
+    dense = block.to_dense()  # [R, 1, blocks, blocks]: which 128x128 blocks are computed at all
+    assert dense.shape[0] == rows and block.shape[-1] == width
+    allowed = batch.attention_mask("sdpa")
+    q, kv = torch.meshgrid(torch.arange(width, device="cuda"), torch.arange(width, device="cuda"), indexing="ij")
+    by_mod = torch.stack([block.mask_mod(torch.tensor(r, device="cuda"), 0, q, kv) for r in range(rows)])[:, None]
+    assert torch.equal(by_mod, allowed)

@@ -66,8 +66,11 @@ class StepTimer(Callback):
         self._sync(pl_module)
         now = time.perf_counter()
         seconds, self.last = now - self.last, now
-        values = {"train/step_seconds": seconds, "train/tokens_per_second": self._step_tokens / seconds,
-                  "train/peak_memory_gib": self._peak_memory(pl_module)}
+        values = {
+            "train/step_seconds": seconds,
+            "train/tokens_per_second": self._step_tokens / seconds,
+            "train/peak_memory_gib": self._peak_memory(pl_module),
+        }
         if self.peak_tflops:
             values["train/mfu"] = self.flops_per_token * self._step_tokens / seconds / (self.peak_tflops * 1e12)
         self._step_tokens = None

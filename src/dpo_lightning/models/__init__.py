@@ -3,11 +3,14 @@
 from .embedded import resolve_embedded
 from .loading import LoadedModel, build_tiny_llama, load_causal_lm, load_tokenizer
 from .lora import is_peft_model, wrap_lora
+from .random_init import SHAPES, build_random_llama
 
 __all__ = [
     "resolve_embedded",
     "LoadedModel",
     "build_tiny_llama",
+    "build_random_llama",
+    "SHAPES",
     "load_causal_lm",
     "load_tokenizer",
     "is_peft_model",

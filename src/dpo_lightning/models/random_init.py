@@ -26,16 +26,29 @@ def llama_config(shape: str, attn_implementation: str = "sdpa", max_position_emb
     if shape not in SHAPES:
         raise ValueError(f"model.shape must be one of {sorted(SHAPES)}, got {shape!r}")
     hidden, layers, heads, kv, inter, vocab, tied = SHAPES[shape]
-    config = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                         num_key_value_heads=kv, intermediate_size=inter, vocab_size=vocab,
-                         max_position_embeddings=max_position_embeddings, tie_word_embeddings=tied)
+    config = LlamaConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        intermediate_size=inter,
+        vocab_size=vocab,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=tied,
+    )
     config._attn_implementation = attn_implementation
     return config
 
 
-def build_random_llama(shape: str = "llama1b", tokenizer_from: str = "embedded:smollm2-135m-instruct",
-                       dtype: str = "bfloat16", device: str | None = None, seed: int = 0,
-                       attn_implementation: str = "sdpa", cache_dir: str | None = None) -> LoadedModel:
+def build_random_llama(
+    shape: str = "llama1b",
+    tokenizer_from: str = "embedded:smollm2-135m-instruct",
+    dtype: str = "bfloat16",
+    device: str | None = None,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    cache_dir: str | None = None,
+) -> LoadedModel:
     """A Llama of `shape` with random weights in `dtype`, built on `device` (e.g. `cuda`: seconds for 8B parameters,
     against minutes of random init on a CPU), with the tokenizer of `tokenizer_from` (its ids are all below the
     shapes' vocabulary sizes)."""
