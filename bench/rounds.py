@@ -27,14 +27,15 @@ def run_rounds(
     warm: bool = True,
     warm_variant: Callable[[str], str] = lambda v: v,
     on_result: Callable[[str, int, dict], None] = lambda v, i, r: None,
+    earlier: dict[str, list[dict]] | None = None,
 ) -> dict[str, list[dict]]:
     """Every variant's results, round by round (`run(variant)` runs one child). Round 0 is the warm round when
     `warm` (its results are passed to `on_result` with index -1 and not kept); `warm_variant` may change what the
-    warm round runs (e.g. add profiling)."""
+    warm round runs (e.g. add profiling). `earlier`: rounds already run (a resumed benchmark), continued."""
     if warm:
         for variant in variants:
             on_result(variant, -1, run(warm_variant(variant)))
-    done: dict[str, list[dict]] = {v: [] for v in variants}
+    done: dict[str, list[dict]] = {v: list((earlier or {}).get(v, [])) for v in variants}
     while True:
         for variant in variants:
             done[variant].append(run(variant))

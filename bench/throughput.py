@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -139,12 +140,14 @@ def parity(args) -> dict:
 def run_child(argv: list[str], role: str, variant: str = "", profile_to: Path | None = None) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         cmd = [sys.executable, __file__, *argv, "--role", role, "--variant", variant, "--result", f.name]
+        start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = {"child_seconds": time.perf_counter() - start}  # the whole child: start, build, data, steps
         if "profile=true" in variant and profile_to is not None:
             profile_to.write_text(f"{variant}\n{proc.stderr[-20000:]}")
         if proc.returncode != 0:
-            return {"variant": variant or role, "error": proc.stderr[-3000:]}
-        return json.loads(Path(f.name).read_text())
+            return {"variant": variant or role, "error": proc.stderr[-3000:], **wall}
+        return {**json.loads(Path(f.name).read_text()), **wall}
 
 
 def device_name(device: str) -> str:
@@ -237,7 +240,11 @@ def main() -> None:
     command = "python bench/throughput.py " + " ".join(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    parity_result = {"skipped": True} if args.no_parity else run_child(argv, "parity")
+    saved = json.loads((out / "results.json").read_text()) if args.resume and (out / "results.json").is_file() else {}
+    if saved:  # --resume: more rounds after those saved (same machine, caches still warm): no parity, no warm round
+        parity_result, args.no_warm_round = saved["parity"], True
+    else:
+        parity_result = {"skipped": True} if args.no_parity else run_child(argv, "parity")
     print("parity:", json.dumps({k: v for k, v in parity_result.items() if not k.startswith("chosen_")}), flush=True)
     variants = args.variants.replace(";", " ").split()
     profiled = variants[0] if args.profile else None
@@ -247,14 +254,15 @@ def main() -> None:
 
     def save(variant: str, index: int, result: dict) -> None:
         print(f"{'warm' if index < 0 else f'round {index + 1}'}:", json.dumps(result), flush=True)
-        done.setdefault(variant, []).append(result) if index >= 0 else None
+        if index >= 0:  # the warm round is printed, not kept
+            done.setdefault(variant, []).append(result)
         rows = [summarize(v, done.get(v, []), args.batch, args.peak_tflops) for v in variants if done.get(v)]
         (out / "results.json").write_text(
             json.dumps({"command": command, "parity": parity_result, "results": rows, "runs": done}, indent=2)
         )
         (out / "results.md").write_text(report(args, command, parity_result, rows) + "\n")
 
-    done: dict[str, list[dict]] = {}
+    done: dict[str, list[dict]] = {v: list(saved.get("runs", {}).get(v, [])) for v in variants if saved}
     run_rounds(
         variants,
         lambda v: run_child(argv, "child", v, out / "profile.txt"),
@@ -263,6 +271,7 @@ def main() -> None:
         warm=not args.no_warm_round,
         warm_variant=warm_variant,
         on_result=save,
+        earlier=done,
     )
     print("\n" + (out / "results.md").read_text())
 
@@ -280,6 +289,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-rounds", type=int, help="more rounds, up to this many, while a spread exceeds 10%%")
     p.add_argument("--no-warm-round", action="store_true", help="skip the untimed round that fills the caches")
     p.add_argument("--no-parity", action="store_true", help="skip the fp32 parity check (e.g. for an 8B shape)")
+    p.add_argument("--resume", action="store_true", help="continue the rounds saved in <out>/results.json")
     p.add_argument(
         "--profile",
         action="store_true",

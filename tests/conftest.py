@@ -107,6 +107,33 @@ METRIC_NAMES = (
 )
 
 
+# What StepTimer logs: the machine's speed, never equal between two runs.
+TIMING_METRICS = ("train/step_seconds", "train/tokens_per_second", "train/peak_memory_gib", "train/mfu")
+
+
+def learning_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """A run's metrics without the timing ones: what two runs of the same training must agree on."""
+    return {k: v for k, v in metrics.items() if k not in TIMING_METRICS}
+
+
+def assert_same_training(a: Path, b: Path) -> None:
+    """Two finished runs trained alike: the same metrics (1e-5) and the same final weights (1e-6)."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    ma = learning_metrics(json.loads((a / "metrics.json").read_text()))
+    mb = learning_metrics(json.loads((b / "metrics.json").read_text()))
+    assert ma.keys() == mb.keys()
+    for key in ma:
+        assert mb[key] == pytest.approx(ma[key], abs=1e-5), key
+    wa = AutoModelForCausalLM.from_pretrained(a / "final").state_dict()
+    wb = AutoModelForCausalLM.from_pretrained(b / "final").state_dict()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=name)
+
+
 def check_run_outputs(run: Path) -> dict[str, float]:
     """Everything a finished train.py run must leave under its output directory; returns its metrics.json."""
     import json
@@ -123,5 +150,7 @@ def check_run_outputs(run: Path) -> dict[str, float]:
     for prefix in ("train", "val"):
         for name in METRIC_NAMES:
             assert f"{prefix}/{name}" in metrics, f"{prefix}/{name} missing from metrics.json"
+    assert metrics["train/step_seconds"] > 0 and metrics["train/tokens_per_second"] > 0  # StepTimer
+    assert metrics["train/peak_memory_gib"] > 0
     assert all(math.isfinite(v) for v in metrics.values())
     return metrics

@@ -82,10 +82,31 @@ class ReferenceLogps:
 
     @classmethod
     def load(cls, path: Path) -> ReferenceLogps:
+        """The cached entries at `path` (none if it does not exist). A damaged file (truncated, not a cache, or with
+        columns of different lengths) is reported and treated as empty: every pair is recomputed and the file
+        rewritten whole."""
         if not path.is_file():
             return cls.empty()
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(data["keys"], data["chosen"], data["rejected"])
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            cache = cls(data["keys"], data["chosen"], data["rejected"])
+            lengths = {len(cache.keys), cache.chosen.numel(), cache.rejected.numel()}
+            if (
+                len(lengths) != 1
+                or cache.keys.dtype != torch.long
+                or not bool((cache.keys[1:] > cache.keys[:-1]).all())
+            ):
+                raise ValueError(f"inconsistent columns (lengths {sorted(lengths)}, keys {cache.keys.dtype})")
+            return cache
+        except Exception as error:  # noqa: BLE001  (any unreadable file: recompute rather than fail the run)
+            log.warning(
+                "reference log-prob cache %s is damaged (%s: %s): ignoring it; its pairs are recomputed and "
+                "the file rewritten",
+                path,
+                type(error).__name__,
+                str(error)[:200],
+            )
+            return cls.empty()
 
 
 def fingerprint(model: nn.Module, extra: str = "") -> str:

@@ -12,6 +12,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .checkpointing import resumable_checkpoint
 from .config import validate_config
 from .redaction import install_log_redaction, redact, redact_files
 
@@ -63,15 +64,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def newest_checkpoint(out: Path) -> str | None:
-    """What `resume=true` continues from: last.ckpt, else the newest checkpoint of the run, else nothing."""
-    checkpoints = out / "checkpoints"
-    if (checkpoints / "last.ckpt").exists():
-        return str(checkpoints / "last.ckpt")
-    found = sorted(checkpoints.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        log.warning("resume=true, but %s holds no checkpoint: starting from the beginning", checkpoints)
-        return None
-    return str(found[-1])
+    """What `resume=true` continues from: the newest whole checkpoint of the run (damaged ones skipped, with a
+    warning), else nothing."""
+    found = resumable_checkpoint(out / "checkpoints")
+    if found is None:
+        log.warning("resume=true, but %s holds no whole checkpoint: starting from the beginning", out / "checkpoints")
+    return found
 
 
 def save_config(cfg: DictConfig, out: Path) -> None:

@@ -114,3 +114,6 @@ def test_rounds_are_interleaved_and_reported_by_their_median(monkeypatch):
     timings.update(a=[1.0] * 9, b=[2.0] * 9)
     run_rounds(["a", "b"], run, rounds=3, max_rounds=5, warm=False)
     assert len(calls) == 6  # every spread narrow: exactly the asked rounds
+    calls.clear()
+    resumed = run_rounds(["a", "b"], run, rounds=3, max_rounds=3, warm=False, earlier={v: done[v][:2] for v in done})
+    assert calls == ["a", "b"] and [len(v) for v in resumed.values()] == [3, 3]  # --resume: one more round

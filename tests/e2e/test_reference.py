@@ -9,7 +9,7 @@ import torch
 import yaml
 from torch.testing import assert_close
 
-from conftest import SMOKE, run_script
+from conftest import SMOKE, learning_metrics, run_script
 from dpo_lightning.refcache import ReferenceLogps
 
 
@@ -31,7 +31,7 @@ def test_train_with_precomputed_reference_matches_live_reference_and_reuses_the_
         "24 pairs from the cache" in second.stdout + second.stderr and "0 computed now" in second.stdout + second.stderr
     )
 
-    m_live, m_cached = (json.loads((run / "metrics.json").read_text()) for run in (live, cached))
+    m_live, m_cached = (learning_metrics(json.loads((run / "metrics.json").read_text())) for run in (live, cached))
     assert "train/kl" not in m_cached  # the exact KL needs the live reference
     shared = sorted(k for k in m_live if k in m_cached and not k.endswith("kl"))
     assert any(k.startswith("val/rewards") for k in shared)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, compose, run_script, smoke
+from conftest import ROOT, assert_same_training, compose, run_script, smoke
 
 RUN = [
     "train.py",
@@ -48,17 +47,7 @@ def test_kill_mid_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert 2 <= resumed_from < 6, "the kill must land mid-epoch (last.ckpt may trail step3.ckpt by one save)"
 
     run_script(*RUN, f"hydra.run.dir={killed}", "resume=true")
-    a = json.loads((straight / "metrics.json").read_text())
-    b = json.loads((killed / "metrics.json").read_text())
-    assert a.keys() == b.keys()
-    for key in a:
-        assert b[key] == pytest.approx(a[key], abs=1e-5), key
-    from transformers import AutoModelForCausalLM
-
-    wa = AutoModelForCausalLM.from_pretrained(straight / "final").state_dict()
-    wb = AutoModelForCausalLM.from_pretrained(killed / "final").state_dict()
-    for name in wa:
-        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=name)
+    assert_same_training(straight, killed)
     # the last k periodic checkpoints are kept (k = 2), plus last.ckpt (a link to the newest) and the best one
     assert sorted(p.name for p in (killed / "checkpoints").glob("step*.ckpt")) == ["step11.ckpt", "step12.ckpt"]
     assert (killed / "checkpoints" / "last.ckpt").resolve().name == "step12.ckpt"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 
+from ..checkpointing import payload_bytes, raise_if_disk_full
 from ..models.lora import is_peft_model
 from ..strategies import full_policy_state_dict
 
@@ -43,13 +44,19 @@ def export_policy(policy, tokenizer, dirpath: Path, merge_adapter: bool = True, 
     dirpath = Path(dirpath)
     tmp = dirpath.with_name(dirpath.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _save(policy, tokenizer, tmp, state_dict)
     if state_dict is not None:
         merge_adapter = False  # merging needs the whole model in memory; load final/ and merge offline instead
     quantized = getattr(policy, "is_loaded_in_4bit", False) or getattr(policy, "is_loaded_in_8bit", False)
-    if is_peft_model(policy) and merge_adapter and not quantized:  # QLoRA: the adapter alone
-        merged = copy.deepcopy(policy).merge_and_unload()
-        _save(merged, tokenizer, tmp / "merged")
+    merge = is_peft_model(policy) and merge_adapter and not quantized  # QLoRA: the adapter alone
+    try:
+        _save(policy, tokenizer, tmp, state_dict)
+        if merge:
+            _save(copy.deepcopy(policy).merge_and_unload(), tokenizer, tmp / "merged")
+    except (OSError, RuntimeError) as error:  # e.g. a full disk: the previous final/ stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        weights = payload_bytes(state_dict if state_dict is not None else dict(policy.state_dict()))
+        raise_if_disk_full(dirpath, weights * (2 if merge else 1), error)
+        raise
     old = dirpath.with_name(dirpath.name + ".old")
     if dirpath.exists():
         os.replace(dirpath, old)

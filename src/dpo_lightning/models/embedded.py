@@ -8,6 +8,7 @@ folder and renames it into place under a file lock, so concurrent runs never see
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -55,12 +56,16 @@ def resolve_embedded(name_or_path: str, cache_dir: str | os.PathLike | None = No
     name = str(name_or_path)[len(EMBEDDED_PREFIX) :]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache / "models" / name
-    if (target / "config.json").is_file():
+    if (target / "config.json").is_file() and cache_problem(target) is None:
         return target
     cache.joinpath("models").mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():  # another process converted it while we waited
-            return target
+        if target.exists():  # converted by another process while we waited, or damaged
+            problem = cache_problem(target)
+            if problem is None:
+                return target
+            log.warning("the cached model %s is damaged (%s): rebuilding it from %s", target, problem, name)
+            shutil.rmtree(target)
         gguf = find_gguf(name)
         log.info("Converting %s to Hugging Face format under %s (once)", gguf.name, target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
@@ -70,6 +75,28 @@ def resolve_embedded(name_or_path: str, cache_dir: str | os.PathLike | None = No
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why a converted model folder cannot be used, or None: its config must parse, and every safetensors file must
+    be as long as its own header says (a truncated copy is not), without reading the weights."""
+    try:
+        json.loads((folder / "config.json").read_text())
+        weights = sorted(folder.glob("*.safetensors"))
+        if not weights:
+            return "no .safetensors weights"
+        for path in weights:
+            with open(path, "rb") as f:
+                header_size = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(header_size))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if path.stat().st_size != 8 + header_size + end:
+                return f"{path.name} holds {path.stat().st_size} bytes, its header says {8 + header_size + end}"
+        if not (folder / "tokenizer_config.json").is_file():
+            return "no tokenizer_config.json"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _convert(gguf: Path, out_dir: Path) -> None:
