@@ -1,6 +1,7 @@
 """Two gloo processes on the CPU: DPOModule's step under PyTorch FSDP (FULL_SHARD, each decoder layer a unit, the
-rest in the root unit), run inside the root's forward as Lightning's FSDPStrategy runs training_step. Prints one
-JSON line per rank: the loss, and the largest difference of every gathered gradient from one unsharded process."""
+rest in the root unit), run inside the root's forward as Lightning's FSDPStrategy runs training_step. Writes one
+JSON file per rank (rank<r>.json in the folder given): the loss, and the largest difference of every gathered
+gradient from one unsharded process."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import copy
 import json
 import os
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 
-def worker(rank: int, world: int, port: str) -> None:
+def worker(rank: int, world: int, port: str, tied: bool, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -34,7 +36,7 @@ def worker(rank: int, world: int, port: str) -> None:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        tie_word_embeddings=sys.argv[2] == "tied",
+        tie_word_embeddings=tied,
     )
     model = LlamaForCausalLM(config)
     reference = copy.deepcopy(model)
@@ -81,21 +83,18 @@ def worker(rank: int, world: int, port: str) -> None:
         for (name, p), q in zip(module.policy.named_parameters(), whole.policy.parameters()):
             diffs[name] = float("inf") if p.grad is None else (p.grad - q.grad).abs().max().item()
     head_full = whole.policy.get_output_embeddings().weight.numel()
-    print(
-        json.dumps(
-            {
-                "rank": rank,
-                "loss": loss.item(),
-                "expected": expected.item(),
-                "max_grad_diff": max(diffs.values()),
-                "head_elements_here": head_local,
-                "head_elements": head_full,
-            }
-        ),
-        flush=True,
-    )
+    result = {
+        "rank": rank,
+        "loss": loss.item(),
+        "expected": expected.item(),
+        "max_grad_diff": max(diffs.values()),
+        "head_elements_here": head_local,
+        "head_elements": head_full,
+    }
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))  # one file per rank: their prints would interleave
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    torch.multiprocessing.spawn(worker, args=(2, sys.argv[1]), nprocs=2)
+    port, head, out = sys.argv[1:4]  # a free port, tied|untied, the folder for the results
+    torch.multiprocessing.spawn(worker, args=(2, port, head == "tied", out), nprocs=2)

@@ -56,14 +56,14 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
 
 @pytest.mark.parametrize("head", ["untied", "tied"])
-def test_fsdp_full_shard_keeps_the_tiled_head_and_its_gradients(head):
+def test_fsdp_full_shard_keeps_the_tiled_head_and_its_gradients(head, tmp_path):
     """Two gloo processes, FULL_SHARD: rank 1 holds none of the LM head's weight, yet the tiled head gathers it inside
     the root unit's forward (as Lightning runs training_step) and every gradient equals one unsharded process's."""
     with socket.socket() as s:  # a free port for the process group
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    proc = run_script("tests/e2e/fsdp_worker.py", port, head)
-    ranks = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    run_script("tests/e2e/fsdp_worker.py", port, head, str(tmp_path))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert sorted(r["rank"] for r in ranks) == [0, 1]
     assert min(r["head_elements_here"] for r in ranks) < ranks[0]["head_elements"]  # the head really is sharded
     for r in ranks:
