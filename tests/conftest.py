@@ -39,22 +39,27 @@ def smoke(*overrides: str) -> list[str]:
     return [o for o in SMOKE if o.split("=", 1)[0] not in keys] + list(overrides)
 
 
-def tiny_llama(seed: int = 0, vocab: int = 97, tie: bool = True):
-    """A float64 Llama of a few thousand parameters (GQA, 2 layers): for exactness tests of the log-prob paths."""
+def tiny_llama(
+    seed: int = 0, vocab: int = 97, tie: bool = True, hidden: int = 16, attn: str | None = None, dtype: str = "float64"
+):
+    """A Llama of a few thousand parameters (GQA, 2 layers; float64 by default): for exactness tests of the log-prob
+    paths. `attn` sets the attention implementation (FlexAttention needs hidden >= 64 here: head_dim >= 16)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=vocab,
-        hidden_size=16,
+        hidden_size=hidden,
         intermediate_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         tie_word_embeddings=tie,
     )
-    return LlamaForCausalLM(cfg).double()
+    if attn is not None:
+        cfg._attn_implementation = attn
+    return LlamaForCausalLM(cfg).to(getattr(torch, dtype))
 
 
 def compose(*overrides: str, output_dir: str | Path | None = None):

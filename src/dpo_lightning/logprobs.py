@@ -96,17 +96,17 @@ def response_states(
     inner = unwrap(model)
     fused = fused_head and _fused_head_applies(model)
     attn = getattr(inner.config, "_attn_implementation", "eager")
-    parts = []
+    values, targets, rows = [], [], []
     with sdpa_kernel(SDPA_BACKENDS):
         for call in batch.calls(attn, inner.dtype, separate_halves):
             if fused:
                 out = inner.base_model(**call.inputs, use_cache=False).last_hidden_state
             else:
                 out = model(**call.inputs, use_cache=False).logits
-            parts.append((out.flatten(0, 1)[call.predict_index], call))
-    values = parts[0][0] if len(parts) == 1 else torch.cat([v for v, _ in parts])
-    targets = torch.cat([c.targets for _, c in parts]) if len(parts) > 1 else parts[0][1].targets
-    rows = torch.cat([c.rows for _, c in parts]) if len(parts) > 1 else parts[0][1].rows
+            values.append(out.flatten(0, 1)[call.predict_index])
+            targets.append(call.targets)
+            rows.append(call.rows)
+    values, targets, rows = (x[0] if len(x) == 1 else torch.cat(x) for x in (values, targets, rows))
     if fused:
         return ResponseStates(targets, rows, batch.n_responses, hidden=values, head=inner.get_output_embeddings())
     return ResponseStates(targets, rows, batch.n_responses, logits=values)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,6 @@ from .logprobs import SDPA_BACKENDS, PairScorer, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics
 from .reference import NoReference, Reference, build_reference
-
-log = logging.getLogger(__name__)
 
 
 class DPOModule(LightningModule):

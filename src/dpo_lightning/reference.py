@@ -142,14 +142,8 @@ class Precomputed(Reference):
     def can_run(self) -> bool:
         return self.live is not None
 
-    @contextmanager
-    def run(self) -> Iterator[nn.Module]:
-        if self.live is None:
-            with super().run() as model:
-                yield model
-            return
-        with self.live.run() as model:
-            yield model
+    def run(self):
+        return super().run() if self.live is None else self.live.run()
 
     def frozen_model(self) -> nn.Module | None:
         return self.live.frozen_model() if self.live is not None else None

@@ -14,6 +14,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: conftest's tiny model
+from conftest import tiny_llama  # noqa: E402
+
 
 def worker(rank: int, world: int, port: str, tied: bool, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
@@ -21,24 +24,13 @@ def worker(rank: int, world: int, port: str, tied: bool, out: str) -> None:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
     from torch.distributed.fsdp import ShardingStrategy
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from dpo_lightning import DPOModule
     from dpo_lightning.data import PackedPairCollator, TokenizedPair
     from dpo_lightning.losses import DPOLoss
     from dpo_lightning.strategies import decoder_layers
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(hidden=32, tie=tied, dtype="float32")
     reference = copy.deepcopy(model)
     with torch.no_grad():
         for p in reference.parameters():

@@ -140,20 +140,9 @@ def test_flex_attention_is_refused_on_a_cpu_with_the_reason():
 def test_flex_attention_block_mask_equals_the_dense_mask_and_the_textbook_layout():
     """On the GPU: the BlockMask path gives the textbook layout's log-probs and gradients (fp32; FlexAttention needs
     head_dim >= 16), and the BlockMask's dense form is the packed layout's boolean mask."""
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     def model(attn):
-        torch.manual_seed(0)
-        cfg = LlamaConfig(
-            vocab_size=97,
-            hidden_size=64,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-        cfg._attn_implementation = attn
-        return LlamaForCausalLM(cfg).cuda()
+        return tiny_llama(hidden=64, attn=attn, dtype="float32").cuda()
 
     plain_model, flex_model = model("sdpa"), model("flex_attention")
     weights = torch.arange(1, 9, dtype=torch.float32, device="cuda")

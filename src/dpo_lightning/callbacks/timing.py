@@ -23,12 +23,13 @@ from lightning import Callback, LightningModule, Trainer
 from ..batches import PROMPT, PackedBatch
 
 
-def textbook_tokens(batch) -> int:
-    """Tokens of a batch as the textbook layout has them: prompt+chosen and prompt+rejected for every pair."""
+def textbook_tokens(batch) -> torch.Tensor:
+    """Tokens of a batch as the textbook layout has them: prompt+chosen and prompt+rejected for every pair (a
+    tensor on the batch's device: read once per optimizer step, after the step's sync)."""
     if isinstance(batch, PackedBatch):
         real = batch.segment_ids >= 0
-        return int(real.sum() + (real & (batch.branch_ids == PROMPT)).sum())
-    return int(batch.attention_mask.sum())
+        return real.sum() + (real & (batch.branch_ids == PROMPT)).sum()
+    return batch.attention_mask.sum()
 
 
 def matmul_parameters(model: torch.nn.Module) -> int:
@@ -45,7 +46,8 @@ class StepTimer(Callback):
     def __init__(self, peak_tflops: float | None = None) -> None:
         self.peak_tflops = peak_tflops
         self.last: float | None = None
-        self.tokens = 0
+        self.tokens: torch.Tensor | int = 0  # this optimizer step's tokens so far
+        self._step_tokens: torch.Tensor | int | None = None  # set when the step's optimizer has run
         self.flops_per_token = 0.0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -54,26 +56,26 @@ class StepTimer(Callback):
         self.last = time.perf_counter()
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
-        self.tokens += textbook_tokens(batch)
+        self.tokens = self.tokens + textbook_tokens(batch)
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         self._step_tokens = self.tokens  # the micro-batches of this optimizer step
         self.tokens = 0
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        if getattr(self, "_step_tokens", None) is None or self.last is None:
+        if self._step_tokens is None or self.last is None:
             return  # mid-accumulation: the optimizer step has not happened yet
         self._sync(pl_module)
         now = time.perf_counter()
         seconds, self.last = now - self.last, now
+        tokens, self._step_tokens = int(self._step_tokens), None  # read after the sync: no extra device wait
         values = {
             "train/step_seconds": seconds,
-            "train/tokens_per_second": self._step_tokens / seconds,
+            "train/tokens_per_second": tokens / seconds,
             "train/peak_memory_gib": self._peak_memory(pl_module),
         }
         if self.peak_tflops:
-            values["train/mfu"] = self.flops_per_token * self._step_tokens / seconds / (self.peak_tflops * 1e12)
-        self._step_tokens = None
+            values["train/mfu"] = self.flops_per_token * tokens / seconds / (self.peak_tflops * 1e12)
         pl_module.log_dict(values, on_step=True, on_epoch=False, batch_size=1)
 
     @staticmethod

@@ -79,11 +79,12 @@ class HeldOut:
 @dataclass
 class Samples:
     """One model's generations for the held-out prompts: greedy, sampled (as shown in the report), and at
-    temperature 1 (`for_kl`: samples of the model itself, for the KL and the response lengths)."""
+    temperature 1 (`for_kl`, from `kl_prompts`: samples of the model itself, for the KL and the response lengths)."""
 
     greedy: Generated
     sampled: Generated
     for_kl: Generated
+    kl_prompts: list[list[int]]
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -98,8 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         name: generate_samples(cfg, model, tokenizer, [held_out.tokens[i].prompt for i in prompts], run.device)
         for name, model in (("base", base), ("dpo", policy))
     }
-    kl_prompts = [held_out.tokens[i].prompt for i in prompts for _ in range(cfg.generation.kl_samples_per_prompt)]
-    metrics["kl"] = sampled_kl(policy, base, kl_prompts, samples["dpo"].for_kl, run.device)
+    metrics["kl"] = sampled_kl(policy, base, samples["dpo"].kl_prompts, samples["dpo"].for_kl, run.device)
     for name, s in samples.items():
         metrics[name]["mean_response_tokens_greedy"] = mean_length(s.greedy)
         metrics[name]["mean_response_tokens_sampled"] = mean_length(s.for_kl)
@@ -183,6 +183,7 @@ def generate_samples(
         greedy=generate(model, tokenizer, prompts, do_sample=False, **common),
         sampled=generate(model, tokenizer, prompts, do_sample=True, temperature=g.temperature, top_p=g.top_p, **common),
         for_kl=generate(model, tokenizer, kl_prompts, do_sample=True, temperature=1.0, top_p=1.0, **common),
+        kl_prompts=kl_prompts,
     )
 
 

@@ -1,9 +1,9 @@
-"""Models: loading (hub id, local folder, embedded GGUF), the tiny test model, LoRA."""
+"""Models: loading (hub id, local folder, embedded GGUF), random-init models (tiny test model, real shapes), LoRA."""
 
 from .embedded import resolve_embedded
-from .loading import LoadedModel, build_tiny_llama, load_causal_lm, load_tokenizer
+from .loading import LoadedModel, load_causal_lm, load_tokenizer
 from .lora import is_peft_model, wrap_lora
-from .random_init import SHAPES, build_random_llama
+from .random_init import SHAPES, build_random_llama, build_tiny_llama
 
 __all__ = [
     "resolve_embedded",

@@ -1,4 +1,5 @@
-"""Random-init Llama models of real shapes: speed and memory checks of big models without their weights.
+"""Random-init Llama models: the tiny test model (`model=tiny`), and real shapes for speed and memory checks of big
+models without their weights.
 
 `model=random model.shape=llama3_8b` trains a Llama-3-8B-shaped model from random weights through the same
 train.py path as a downloaded one (the numbers mean nothing; the step time and memory are the real model's). The
@@ -9,7 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from .loading import LoadedModel, load_tokenizer, prepare_for_training, resolve_name_or_path
+from .loading import (
+    LoadedModel,
+    check_quantization,
+    load_causal_lm,
+    load_tokenizer,
+    prepare_for_training,
+    resolve_name_or_path,
+)
 
 # name -> hidden, layers, attention heads, key/value heads, MLP width, vocabulary, LM head tied to the embedding
 SHAPES: dict[str, tuple[int, int, int, int, int, int, bool]] = {
@@ -52,14 +60,57 @@ def build_random_llama(
     """A Llama of `shape` with random weights in `dtype`, built on `device` (e.g. `cuda`: seconds for 8B parameters,
     against minutes of random init on a CPU), with the tokenizer of `tokenizer_from` (its ids are all below the
     shapes' vocabulary sizes)."""
+    tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
+    model = _seeded_model(llama_config(shape, attn_implementation), tokenizer, seed, dtype, device)
+    return LoadedModel(model, tokenizer, f"random-{shape}(seed={seed})")
+
+
+def build_tiny_llama(
+    tokenizer_from: str = "embedded:smollm2-135m-instruct",
+    hidden_size: int = 8,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 16,
+    seed: int = 0,
+    name_or_path: str | None = None,
+    cache_dir: str | None = None,
+    init_from: str | None = None,
+    quantization: str | None = None,
+) -> LoadedModel:
+    """A random-init Llama of a few hundred thousand parameters sharing the tokenizer of `tokenizer_from`.
+
+    Builds in seconds: for tests and smoke runs. With `name_or_path` (or `init_from`) set, that model is loaded.
+    """
+    if name_or_path or init_from:  # (load_causal_lm checks the quantization)
+        return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from, quantization=quantization)
+    if quantization:
+        check_quantization(quantization)
+        raise ValueError("model.quantization needs saved weights to quantize: set model.name_or_path")
+    from transformers import LlamaConfig
+
+    tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_attention_heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    )
+    return LoadedModel(_seeded_model(config, tokenizer, seed), tokenizer, f"tiny-llama(seed={seed})")
+
+
+def _seeded_model(config, tokenizer, seed: int, dtype: str = "float32", device: str | None = None):
+    """The model of `config` with weights drawn from `seed` (the global RNG left as it was), the tokenizer's special
+    ids in its config, ready for training."""
     from transformers import AutoModelForCausalLM
 
-    config = llama_config(shape, attn_implementation)
-    tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
     config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
     config.pad_token_id = tokenizer.pad_token_id
     with torch.random.fork_rng(), torch.device(device or "cpu"):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     prepare_for_training(model)
-    return LoadedModel(model, tokenizer, f"random-{shape}(seed={seed})")
+    return model
