@@ -35,6 +35,11 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.data.get("packing", False):
         on_cpu = str((cfg.get("trainer") or {}).get("accelerator", "auto")) == "cpu"
         _check(check_packed_attention, cfg.model.get("attn_implementation"), on_cpu)
+    if cfg.data.get("streaming"):
+        if int((cfg.get("trainer") or {}).get("max_steps", -1)) <= 0:
+            raise ConfigError("data.streaming: the stream has no end; set trainer.max_steps (e.g. 1000)")
+        if (cfg.get("module") or {}).get("precompute_ref"):
+            raise ConfigError("module.precompute_ref needs every training pair in advance: not with data.streaming")
     if cfg.model.get("quantization"):
         from .models.loading import check_quantization
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .checkpointing import resumable_checkpoint
 from .config import validate_config
+from .model_card import push_to_hub, write_model_card
 from .redaction import install_log_redaction, redact, redact_files
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    for logger in loggers:  # the resolved config, secrets masked: W&B config, MLflow params, CSV hparams.yaml
+        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out)
     )
@@ -59,6 +62,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         log.info("Metrics: %s", json.dumps(metrics))
+        if (out / "final").is_dir():
+            write_model_card(out)
+            hub = cfg.get("hub") or {}
+            if hub.get("repo_id"):
+                push_to_hub(out, **{k: v for k, v in hub.items() if k in ("repo_id", "private", "token", "revision")})
         log.info("Outputs in %s", out)
     return metrics
 

@@ -60,6 +60,16 @@ def test_every_output_exists_and_parses(evaluated):
     assert html.count("data:image/png;base64,") == 3 and "src='http" not in html and 'src="http' not in html
 
 
+def test_evaluate_adds_its_results_to_the_model_card(trained_run, evaluated):
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    card = (trained_run / "final" / "README.md").read_text()
+    assert card.startswith("---\n") and "## Final metrics (validation)" in card
+    b, d = metrics["base"], metrics["dpo"]
+    assert "## Evaluation (evaluate.py)" in card and f"On 6 held-out pairs ({metrics['data']})" in card
+    assert f"| {b['preference_accuracy']:.3f} | {d['preference_accuracy']:.3f} |" in card
+    assert f"KL(DPO || base): {metrics['kl']['kl_per_token']:.4f} per response token" in card
+
+
 def test_metrics_match_a_direct_computation(trained_run, evaluated):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf

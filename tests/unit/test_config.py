@@ -22,7 +22,7 @@ def options(group):
 def test_every_group_has_its_options():
     expected = {
         "model": {"smollm2_135m", "tiny", "gpt2", "pythia_2_8b", "llama3_8b", "mistral", "qwen2_5_0_5b"},
-        "data": {"builtin", "hh", "shp", "jsonl"},
+        "data": {"builtin", "hh", "shp", "jsonl", "preference", "mixture"},
         "loss": {
             "dpo",
             "ipo",
@@ -94,7 +94,7 @@ def test_model_hub_ids():
 @pytest.mark.parametrize("name", options("data"))
 def test_data_options(name, tokenizer, tmp_path):
     (tmp_path / "p.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
-    extra = [f"data.path={tmp_path / 'p.jsonl'}"] if name == "jsonl" else []
+    extra = [f"data.path={tmp_path / 'p.jsonl'}"] if name in ("jsonl", "preference") else []
     dm = instantiate(compose(f"data={name}", *extra).data, tokenizer=tokenizer)
     assert dm.batch_size > 0 and dm.pair_tokenizer.max_length > dm.pair_tokenizer.max_prompt_length
 
@@ -181,6 +181,8 @@ def test_the_readme_command_composes():
         ("data.truncation_mode=middle", "data.truncation_mode"),
         ("model.name_or_path=/no/such/model", "model.name_or_path"),
         ("model.name_or_path='not a hub id!'", "model.name_or_path"),
+        ("data.streaming=true", "trainer.max_steps"),
+        ("data.shuffle_buffer=0", "data.shuffle_buffer"),
     ],
 )
 def test_bad_config_is_refused_before_loading_anything(override, key):
@@ -196,6 +198,15 @@ def test_bad_config_messages_name_the_allowed_range():
     with pytest.raises(ConfigError, match=r"module\.head_vocab_chunk_size .* must be an integer >= 1, got 0"):
         validate_config(compose("module.head_vocab_chunk_size=0"))
     validate_config(compose("model=mistral", "data=shp"))  # hub ids pass
+    with pytest.raises(ConfigError, match=r"data\.streaming: builtin:train needs a validation source"):
+        validate_config(compose("data.streaming=true", "data.val_path=null", "trainer.max_steps=5"))
+    with pytest.raises(ConfigError, match=r"module\.precompute_ref .* not with data\.streaming"):
+        validate_config(compose("data.streaming=true", "trainer.max_steps=5", "module.precompute_ref=true"))
+    with pytest.raises(ConfigError, match=r"data\.weights: names must match data\.sources \['builtin', 'hh'\]"):
+        validate_config(compose("data=mixture", "data.weights={builtin: 1, shp: 1}"))
+    validate_config(
+        compose("data=mixture", "data.streaming=true", "trainer.max_steps=5", "data.weights={builtin: 1, hh: 2}")
+    )
 
 
 def test_the_config_check_runs_each_constructors_own_checks():

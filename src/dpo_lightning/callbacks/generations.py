@@ -1,5 +1,6 @@
 """`SampleGenerations`: at every (n-th) validation, the policy's and the reference's answers to fixed held-out
-prompts, appended to `<run>/generations/samples.jsonl` and logged as a table to Weights & Biases when in use."""
+prompts, appended to `<run>/generations/samples.jsonl` and logged as a table to Weights & Biases or MLflow when
+in use."""
 
 from __future__ import annotations
 
@@ -47,3 +48,6 @@ class SampleGenerations(Callback):
         for logger in trainer.loggers:
             if hasattr(logger, "log_table"):  # WandbLogger
                 logger.log_table(key="val/generations", columns=columns, data=rows, step=step)
+            elif type(logger).__name__ == "MLFlowLogger":  # a table artifact per validation
+                table = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+                logger.experiment.log_table(logger.run_id, table, f"generations/step{step:06d}.json")

@@ -1,9 +1,10 @@
 """Preference data: formats (rows -> pairs), tokenization, batching and the LightningDataModule."""
 
 from .collate import PackedPairCollator, PairCollator
-from .datamodule import PreferenceDataModule, builtin_file
-from .formats import HHFormat, JsonlFormat, PairFormat, PreferencePair, SHPFormat
-from .readers import BadRows, DataError, read_json_rows
+from .datamodule import PreferenceDataModule
+from .formats import HHFormat, JsonlFormat, PairFormat, PreferenceFormat, PreferencePair, SHPFormat
+from .mixture import MixtureDataModule
+from .readers import BadRows, DataError, builtin_file, iter_rows, read_json_rows
 from .tokenize import PairTokenizer, TokenizedPair
 
 __all__ = [
@@ -15,6 +16,9 @@ __all__ = [
     "DataError",
     "HHFormat",
     "JsonlFormat",
+    "MixtureDataModule",
+    "PreferenceFormat",
+    "iter_rows",
     "PairFormat",
     "PreferencePair",
     "SHPFormat",

@@ -1,12 +1,11 @@
-"""`PreferenceDataModule`: load rows (local file, built-in set or hub dataset), split, tokenize once, batch."""
+"""`PreferenceDataModule`: load rows (a local file or folder, the built-in set or a Hub dataset), split, tokenize
+once, batch; or, with `streaming`, read and tokenize the training pairs on the fly (`streaming.py`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,12 @@ from torch.utils.data import DataLoader
 
 from .collate import PackedPairCollator, PairCollator
 from .formats import PairFormat, PreferencePair
-from .readers import BadRows, check_data_path, is_local, read_hub_rows, read_json_rows
+from .readers import BUILTIN_PREFIX, BadRows, DataError, check_data_path, is_local, iter_rows
 from .resumable import ResumableLoader
+from .streaming import MixedStream, SourceStream, StreamingLoader
 from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
 
 log = logging.getLogger(__name__)
-
-BUILTIN_PREFIX = "builtin:"
-
-
-def builtin_file(name: str) -> Path:
-    """The package-data file of the built-in preference set (`builtin:train` -> data/builtin/train.jsonl)."""
-    path = Path(str(resources.files("dpo_lightning.data") / "builtin" / f"{name}.jsonl"))
-    if not path.is_file():
-        raise FileNotFoundError(f"no built-in data split {name!r} ({path})")
-    return path
-
-
-def iter_rows(path: str, split: str, subset: str | None, data_dir: str | None) -> Iterator[tuple[str, Any]]:
-    """Rows with their origin from `builtin:<split>`, a local .json/.jsonl(.gz) file, or a hub dataset id."""
-    if path.startswith(BUILTIN_PREFIX):
-        return read_json_rows(builtin_file(path[len(BUILTIN_PREFIX) :]))
-    if is_local(path):
-        return read_json_rows(path)
-    return read_hub_rows(path, split, subset=subset, data_dir=data_dir)
 
 
 def validation_source(path: str, val_path: str | None, val_split: str | None) -> tuple[str, str] | None:
@@ -66,8 +47,8 @@ class PreferenceDataModule(LightningDataModule):
 
     def __init__(
         self,
-        format: PairFormat,
-        path: str,
+        format: PairFormat | None = None,
+        path: str | None = None,
         tokenizer: Any = None,
         split: str = "train",
         subset: str | None = None,
@@ -89,6 +70,8 @@ class PreferenceDataModule(LightningDataModule):
         on_bad_row: str = "error",
         report_path: str | None = None,
         packing: bool = True,
+        streaming: bool = False,
+        shuffle_buffer: int = 10_000,
     ) -> None:
         super().__init__()
         # Every setting is checked here, before anything loads (the config check builds this object to run them).
@@ -97,7 +80,8 @@ class PreferenceDataModule(LightningDataModule):
         check_data_path("path", path)
         check_data_path("val_path", val_path)
         check_truncation(max_length, max_prompt_length, truncation_mode)
-        self.format, self.path, self.split, self.subset, self.data_dir = format, str(path), split, subset, data_dir
+        self.format, self.path = format, path and str(path)
+        self.split, self.subset, self.data_dir = split, subset, data_dir
         self.val_path, self.val_split, self.val_fraction, self.split_seed = (
             val_path,
             val_split,
@@ -108,12 +92,17 @@ class PreferenceDataModule(LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.on_bad_row, self.report_path = on_bad_row, report_path
-        self.packing = packing
+        self.packing, self.chat_template = packing, chat_template
+        self.streaming, self.shuffle_buffer = streaming, shuffle_buffer
         BadRows(on_bad_row)
+        if shuffle_buffer < 1:
+            raise ValueError(f"data.shuffle_buffer must be >= 1 (pairs shuffled together), got {shuffle_buffer}")
+        if streaming:
+            check_streaming(self)
         self.report: dict[str, Any] = {}
         self.tokenizer = tokenizer
         self.pair_tokenizer = (
-            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode, chat_template)
+            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode)  # chat: see `chat_pairs`
             if tokenizer
             else None
         )
@@ -124,11 +113,14 @@ class PreferenceDataModule(LightningDataModule):
 
     # -- loading -------------------------------------------------------------------------------------------
     def load_pairs(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        """Training and validation pairs (training: none when streaming), bad rows handled and reported."""
+        if self.format is None or not self.path:
+            raise ValueError("PreferenceDataModule needs data.format and data.path")
         bad = {"train": BadRows(self.on_bad_row), "val": BadRows(self.on_bad_row)}
-        train = self.format.load(iter_rows(self.path, self.split, self.subset, self.data_dir), bad["train"])
         source = validation_source(self.path, self.val_path, self.val_split)
+        train = [] if self.streaming else self.read(self.path, self.split, bad["train"])
         if source:
-            val = self.format.load(iter_rows(*source, self.subset, self.data_dir), bad["val"])
+            val = self.read(*source, bad["val"])
         else:
             train, val = self.held_out_split(train)
         for split, rows in bad.items():
@@ -143,9 +135,34 @@ class PreferenceDataModule(LightningDataModule):
                 )
         if getattr(self.format, "counts", None):
             self.report["format"] = dict(+self.format.counts)
-        if not train:
+        if not train and not self.streaming:
             raise ValueError(f"no training pairs in {self.path}")
         return train[: self.max_train_pairs], val[: self.max_val_pairs]
+
+    def read(self, path: str, split: str, bad_rows: BadRows) -> list[PreferencePair]:
+        pairs = self.format.load(iter_rows(path, split, self.subset, self.data_dir), bad_rows)
+        return [p.as_chat() for p in pairs] if self.chat_template else pairs
+
+    def stream_sources(self, pair_tokenizer: PairTokenizer, seed: int) -> list[tuple[SourceStream, float]]:
+        """This module's training pairs as a stream (with its weight in a mixture: 1)."""
+        bad_rows = BadRows(self.on_bad_row)
+
+        def to_pair(where: str, row: Any) -> TokenizedPair | None:
+            try:
+                if isinstance(row, DataError):
+                    raise row
+                pair = self.format.parse(row, where)
+            except DataError as error:
+                bad_rows.handle(error)
+                return None
+            if pair is None:
+                return None
+            return pair_tokenizer(pair.as_chat() if self.chat_template else pair)
+
+        def rows():
+            return iter_rows(self.path, self.split, self.subset, self.data_dir, streaming=True)
+
+        return [(SourceStream(rows, to_pair, self.shuffle_buffer, seed), 1.0)]
 
     def held_out_split(self, pairs: list[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
         n_val = max(1, math.ceil(len(pairs) * self.val_fraction)) if len(pairs) > 1 else 0
@@ -159,7 +176,10 @@ class PreferenceDataModule(LightningDataModule):
         if self.pair_tokenizer is None:
             raise ValueError("PreferenceDataModule needs a tokenizer (train.py passes the model's)")
         train, val = self.load_pairs()
-        self.train_pairs, self.train_tokens = self._tokenize(train, "train")
+        if self.streaming:  # read, tokenized and counted as the stream goes
+            self.report.setdefault("train", {}).update(streaming=True, shuffle_buffer=self.shuffle_buffer)
+        else:
+            self.train_pairs, self.train_tokens = self._tokenize(train, "train")
         self.val_pairs, self.val_tokens = self._tokenize(val, "val")
         if self.report_path:
             Path(self.report_path).parent.mkdir(parents=True, exist_ok=True)
@@ -180,17 +200,22 @@ class PreferenceDataModule(LightningDataModule):
         pad = pad_token_id(self.tokenizer)
         return PackedPairCollator(pad_token_id=pad) if self.packing else PairCollator(pad_token_id=pad)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | StreamingLoader:
         rank, world = self._rank_and_world()
-        self._train_loader = ResumableLoader(
-            self.train_tokens,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            rank=rank,
-            world_size=world,
-            collate_fn=self.collator,
-            num_workers=self.num_workers,
-        )
+        if self.streaming:
+            sources = self.stream_sources(self.pair_tokenizer, self.seed)
+            stream = MixedStream([s for s, _ in sources], [w for _, w in sources], self.seed)
+            self._train_loader = StreamingLoader(stream, self.batch_size, self.collator, rank, world)
+        else:
+            self._train_loader = ResumableLoader(
+                self.train_tokens,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                rank=rank,
+                world_size=world,
+                collate_fn=self.collator,
+                num_workers=self.num_workers,
+            )
         if getattr(self, "_resume_position", None):
             self._train_loader.resume_at(self._resume_position)
             self._resume_position = None
@@ -199,6 +224,8 @@ class PreferenceDataModule(LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: where the training data stands, for an exact mid-epoch resume."""
         loader = getattr(self, "_train_loader", None)
+        if isinstance(loader, StreamingLoader):
+            return {"train_position": getattr(self, "_stream_position", None) or loader.start}
         return {"train_position": loader.position()} if loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -208,11 +235,16 @@ class PreferenceDataModule(LightningDataModule):
         # Runs for the batch about to be trained on (not the one Lightning prefetches): the resume position.
         loader = getattr(self, "_train_loader", None)
         if loader is not None and self.trainer is not None and self.trainer.training:
-            loader.batches_done += 1
+            if isinstance(loader, StreamingLoader):
+                self._stream_position = batch.stream_position
+            else:
+                loader.batches_done += 1
         return batch
 
     def all_pairs_dataloader(self) -> DataLoader:
         """Every training and validation pair once, in order: what the reference log-prob cache must cover."""
+        if self.streaming:
+            raise ValueError("module.precompute_ref needs every training pair in advance: not with data.streaming")
         return DataLoader(
             self.train_tokens + self.val_tokens,
             batch_size=self.eval_batch_size,
@@ -240,3 +272,17 @@ class PreferenceDataModule(LightningDataModule):
         configs set use_distributed_sampler=false), which keeps the resumable order under DDP/FSDP/DeepSpeed."""
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
+def check_streaming(data: PreferenceDataModule) -> None:
+    """What streaming needs: a validation source of its own (a held-out fraction needs the whole set), no
+    worker processes (the stream is read in this process) and no cap or selection over the whole set."""
+    if data.path and not validation_source(data.path, data.val_path, data.val_split):
+        raise ValueError(
+            f"data.streaming: {data.path} needs a validation source (data.val_path, or data.val_split of a Hub set): "
+            "a held-out fraction needs the whole set in memory"
+        )
+    if data.num_workers:
+        raise ValueError("data.streaming reads in the training process: set data.num_workers=0")
+    if data.max_train_pairs:
+        raise ValueError("data.max_train_pairs needs the whole set: with data.streaming, set trainer.max_steps")

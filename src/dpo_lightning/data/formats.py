@@ -1,4 +1,4 @@
-"""Raw rows -> `PreferencePair`: Anthropic HH, Stanford SHP, custom JSON/JSONL (text or chat messages).
+"""Raw rows -> `PreferencePair`: TRL's preference format (text or chat messages), Anthropic HH, Stanford SHP.
 
 Rows come from `readers` with their origin, so every error names the file, the line and the field (hub datasets:
 the dataset, split and row).
@@ -33,11 +33,26 @@ class PreferencePair:
     def is_chat(self) -> bool:
         return isinstance(self.chosen, list)
 
+    def as_chat(self) -> PreferencePair:
+        """The pair as chat messages (text prompt -> a user turn, text response -> an assistant turn), so the
+        tokenizer renders it with its chat template (`data.chat_template=true`)."""
+        if self.is_chat:
+            return self
+        return PreferencePair(
+            [{"role": "user", "content": self.prompt}] if isinstance(self.prompt, str) else self.prompt,
+            [{"role": "assistant", "content": self.chosen}],
+            [{"role": "assistant", "content": self.rejected}],
+            self.group,
+            self.where,
+        )
+
 
 def _text(row: dict[str, Any], name: str, where: str) -> str:
     if name not in row:
         raise DataError(where, name, f"missing (the row has {sorted(row)})", "missing_field")
     value = row[name]
+    if value is None:  # a null in a columnar file (parquet, CSV: an empty cell)
+        raise DataError(where, name, "empty (null)", "empty_value")
     if not isinstance(value, str):
         raise DataError(where, name, f"expected a string, got {type(value).__name__}", "wrong_type")
     if not value.strip():
@@ -81,10 +96,17 @@ class PairFormat:
 
 
 @dataclass
-class JsonlFormat(PairFormat):
-    """Custom preference files. Field names are mappable. Values are strings, or chat message lists: then
-    `prompt` holds the conversation so far and `chosen`/`rejected` the assistant turn(s); without a prompt
-    field, the shared leading messages of chosen and rejected are the prompt (the TRL conversational form)."""
+class PreferenceFormat(PairFormat):
+    """TRL's preference format, standard (text) or conversational (chat message lists), with an explicit or an
+    implicit prompt. Field names are mappable.
+
+    - Explicit prompt: `prompt` holds the text (or the conversation so far), `chosen`/`rejected` the responses.
+    - Implicit prompt (no prompt field, or null): `chosen` and `rejected` are whole texts or conversations and what
+      they share at the start is the prompt: their shared leading messages, or for text their common prefix cut
+      at its last whitespace (no word is split: "The sky is blue." / "The sky is green." -> "The sky is").
+    - Conversations that repeat the prompt (ultrafeedback-binarized style: a string `prompt` and `chosen` = the user
+      turn + the answer): the shared leading messages are the prompt, and the `prompt` field must agree with them.
+    """
 
     prompt_field: str = "prompt"
     chosen_field: str = "chosen"
@@ -92,50 +114,55 @@ class JsonlFormat(PairFormat):
 
     def parse(self, row: dict[str, Any], where: str) -> PreferencePair:
         chosen = row.get(self.chosen_field)
-        if isinstance(chosen, list):
-            return self._parse_chat(row, where)
-        pair = PreferencePair(
-            prompt=_text(row, self.prompt_field, where),
-            chosen=_text(row, self.chosen_field, where),
-            rejected=_text(row, self.rejected_field, where),
-            where=where,
-        )
+        pair = self._parse_chat(row, where) if isinstance(chosen, list) else self._parse_text(row, where)
         if pair.chosen == pair.rejected:
-            raise DataError(
-                where,
-                self.rejected_field,
-                "identical to chosen (the pair carries no preference)",
-                "identical_responses",
-            )
+            message = "identical to chosen (the pair carries no preference)"
+            raise DataError(where, self.rejected_field, message, "identical_responses")
         return pair
+
+    def _parse_text(self, row: dict[str, Any], where: str) -> PreferencePair:
+        chosen, rejected = _text(row, self.chosen_field, where), _text(row, self.rejected_field, where)
+        if row.get(self.prompt_field) is not None:
+            return PreferencePair(_text(row, self.prompt_field, where), chosen, rejected, where=where)
+        common = 0
+        for a, b in zip(chosen, rejected):
+            if a != b:
+                break
+            common += 1
+        cut = max(chosen.rfind(" ", 0, common + 1), chosen.rfind("\n", 0, common + 1))
+        if cut <= 0:
+            raise DataError(
+                where, self.prompt_field, "missing, and chosen/rejected share no leading words", "missing_field"
+            )
+        return PreferencePair(chosen[:cut], chosen[cut:], rejected[cut:], where=where)
 
     def _parse_chat(self, row: dict[str, Any], where: str) -> PreferencePair:
         chosen = _messages(row.get(self.chosen_field), self.chosen_field, where)
         rejected = _messages(row.get(self.rejected_field), self.rejected_field, where)
-        if self.prompt_field in row and row[self.prompt_field] is not None:
-            prompt = row[self.prompt_field]
-            prompt = (
-                [{"role": "user", "content": prompt}]
-                if isinstance(prompt, str)
-                else _messages(prompt, self.prompt_field, where)
-            )
-        else:
-            shared = 0
-            while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
-                shared += 1
-            if shared == 0:
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+            shared += 1
+        given = row.get(self.prompt_field)
+        if given is not None:
+            given = [{"role": "user", "content": given}] if isinstance(given, str) else given
+            given = _messages(given, self.prompt_field, where)
+            if shared == 0:  # the explicit form: the prompt is not repeated in the responses
+                return PreferencePair(prompt=given, chosen=chosen, rejected=rejected, where=where)
+            if [(m["role"], m["content"]) for m in given] != [(m["role"], m["content"]) for m in chosen[:shared]]:
                 raise DataError(
-                    where, self.prompt_field, "missing, and chosen/rejected share no leading messages", "missing_field"
+                    where,
+                    self.prompt_field,
+                    f"differs from the {shared} message(s) that chosen and rejected start with",
+                    "prompt_mismatch",
                 )
-            prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
-        if chosen == rejected:
+        elif shared == 0:
             raise DataError(
-                where,
-                self.rejected_field,
-                "identical to chosen (the pair carries no preference)",
-                "identical_responses",
+                where, self.prompt_field, "missing, and chosen/rejected share no leading messages", "missing_field"
             )
-        return PreferencePair(prompt=prompt, chosen=chosen, rejected=rejected, where=where)
+        return PreferencePair(chosen[:shared], chosen[shared:], rejected[shared:], where=where)
+
+
+JsonlFormat = PreferenceFormat  # its name before it read more than JSON lines (configs of earlier runs use it)
 
 
 @dataclass

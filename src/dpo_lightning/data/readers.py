@@ -1,4 +1,9 @@
-"""Reading preference data: rows with where they came from (`file:line`, or `dataset[split]:row`).
+"""Reading preference data: rows with where they came from (`file:line`, `file:row i`, or `dataset[split]:row i`).
+
+One entry point, `iter_rows`, for every source: JSON lines and JSON files (.json, .jsonl, optionally .gz) are read
+line by line here, so a bad line is named by its number; parquet, arrow and CSV files, dataset folders (as the Hub
+lays them out, or `save_to_disk`) and Hub dataset ids go through `datasets`, their rows named by index. Every reader
+is lazy: with `streaming` nothing is held in memory beyond the current row (datasets' streaming mode).
 
 A bad line is not raised from inside the reader (that would end the iteration) but yielded as a `DataError` in
 its place, so `BadRows` can stop at it (the default) or skip and count it.
@@ -49,7 +54,11 @@ class BadRows:
         return {"skipped": sum(self.counts.values()), "by_reason": dict(self.counts), "first": self.examples}
 
 
-DATA_SUFFIXES = (".json", ".jsonl", ".gz")
+JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+# File suffix -> the `datasets` builder that reads it.
+COLUMNAR_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".csv.gz": "csv", ".tsv": "csv"}
+DATA_SUFFIXES = (*JSON_SUFFIXES, *COLUMNAR_BUILDERS, ".gz")
+BUILTIN_PREFIX = "builtin:"
 
 
 def is_local(path: str | Path) -> bool:
@@ -132,13 +141,77 @@ def _read_json_list(path: Path) -> Iterator[Row]:
         yield f"{path}:item {i}", _object(row, f"{path}:item {i}")
 
 
-def read_hub_rows(name: str, split: str, subset: str | None = None, data_dir: str | None = None) -> Iterator[Row]:
-    """Yield (`name[split]:row`, row) from a Hugging Face Hub dataset."""
+def builtin_file(name: str) -> Path:
+    """The package-data file of the built-in preference set (`builtin:train` -> data/builtin/train.jsonl)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("dpo_lightning.data") / "builtin" / f"{name}.jsonl"))
+    if not path.is_file():
+        raise FileNotFoundError(f"no built-in data split {name!r} ({path})")
+    return path
+
+
+def iter_rows(
+    path: str, split: str = "train", subset: str | None = None, data_dir: str | None = None, streaming: bool = False
+) -> Iterator[Row]:
+    """Rows with their origin from `builtin:<split>`, a local file or folder, or a Hub dataset id."""
+    if path.startswith(BUILTIN_PREFIX):
+        return read_json_rows(builtin_file(path[len(BUILTIN_PREFIX) :]))
+    if not is_local(path):
+        return read_dataset_rows(path, split, subset, data_dir, streaming)
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return read_dataset_rows(str(local), split, subset, data_dir, streaming)
+    builder = next((b for suffix, b in COLUMNAR_BUILDERS.items() if local.name.endswith(suffix)), None)
+    if builder:
+        return read_columnar_rows(local, builder, streaming)
+    return read_json_rows(local)
+
+
+def read_columnar_rows(path: Path, builder: str, streaming: bool = False) -> Iterator[Row]:
+    """Yield (`file:row i`, row) from a parquet, arrow or CSV file, read by `datasets` (row i counts from 0)."""
+    kwargs = {"delimiter": "\t"} if path.name.endswith(".tsv") else {}
+    yield from _dataset_rows(
+        str(path), f"{path}:row ", builder, data_files=str(path), split="train", streaming=streaming, **kwargs
+    )
+
+
+def read_dataset_rows(
+    name: str, split: str, subset: str | None = None, data_dir: str | None = None, streaming: bool = False
+) -> Iterator[Row]:
+    """Yield (`name[split]:row i`, row) from a Hub dataset id or a local dataset folder (Hub layout, or one
+    written by `Dataset.save_to_disk`)."""
+    folder = Path(name).expanduser()
+    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+        yield from _saved_dataset_rows(folder, split)
+        return
+    where = f"{name}[{split}]:row "
+    yield from _dataset_rows(name, where, name, subset, data_dir=data_dir, split=split, streaming=streaming)
+
+
+def _dataset_rows(source: str, where: str, *args: Any, **kwargs: Any) -> Iterator[Row]:
     import datasets
 
-    ds = datasets.load_dataset(name, subset, data_dir=data_dir, split=split)
+    try:
+        ds = datasets.load_dataset(*args, **kwargs)
+        for i, row in enumerate(ds):
+            yield f"{where}{i}", row
+    except (ValueError, OSError, datasets.exceptions.DatasetGenerationError) as e:
+        # datasets wraps arrow's errors; the row it stopped at is the next one.
+        cause = e.__cause__ or e
+        yield source, DataError(source, None, f"unreadable ({type(cause).__name__}: {cause})", "unreadable_file")
+
+
+def _saved_dataset_rows(folder: Path, split: str) -> Iterator[Row]:
+    import datasets
+
+    ds = datasets.load_from_disk(str(folder))
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise ValueError(f"{folder}: no split {split!r} (it has {sorted(ds)})")
+        ds = ds[split]
     for i, row in enumerate(ds):
-        yield f"{name}[{split}]:row {i}", row
+        yield f"{folder}[{split}]:row {i}", row
 
 
 def _object(row: Any, where: str) -> dict[str, Any] | DataError:

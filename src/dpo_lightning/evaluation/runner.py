@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data import PreferencePair, TokenizedPair
 from ..data.datamodule import validation_source
+from ..model_card import push_to_hub, write_model_card
 from ..models.loading import load_tokenizer
 from .generation import Generated, generate, sampled_kl
 from .judge import RewardJudge, win_rate
@@ -38,8 +39,11 @@ def load_trained_policy(final: Path, base: torch.nn.Module) -> torch.nn.Module:
 
 
 def prompt_text(pair: PreferencePair) -> str:
+    """The prompt as shown in reports: its text, a single user turn's content, or the turns as `role: content`."""
     if isinstance(pair.prompt, str):
         return pair.prompt
+    if len(pair.prompt) == 1 and pair.prompt[0]["role"] == "user":
+        return pair.prompt[0]["content"]
     return "\n".join(f"{m['role']}: {m['content']}" for m in pair.prompt)
 
 
@@ -116,8 +120,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ]
     metrics["judge"] = judge_generations(cfg, generations, run.device)
     write_outputs(cfg, run, metrics, rewards, generations)
+    update_model_card(run, metrics)
     print(headline(metrics, run.out))
     return metrics
+
+
+def update_model_card(run: Run, metrics: dict[str, Any]) -> None:
+    """The run's final/README.md gains the evaluation; a run pushed to the Hub gets its card there updated too."""
+    write_model_card(run.dir, metrics)
+    repo_id = (run.config.get("hub") or {}).get("repo_id")
+    if repo_id:
+        push_to_hub(run.dir, repo_id, revision=run.config.hub.get("revision"), only_card=True)
 
 
 def open_run(cfg: DictConfig) -> Run:
