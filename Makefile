@@ -1,4 +1,5 @@
-# Two commands: `make train` (install, train on the embedded default, then compare the result with its base model)
+# Two commands: `make train` (install, train on the embedded default, then compare the result with its base model,
+# judged by a reward model trained once on the same data and cached)
 # and `make test` (install, then the tests).
 # Both are idempotent: the virtual environment is built once and rebuilt only when requirements change.
 PYTHON ?= python3
@@ -24,7 +25,7 @@ install: $(STAMP)
 
 train: install
 	$(BIN)/python train.py hydra.run.dir=$(RUN_DIR) $(ARGS)
-	$(BIN)/python evaluate.py run_dir=$(RUN_DIR) $(EVAL_ARGS)
+	$(BIN)/python evaluate.py run_dir=$(RUN_DIR) judge=auto generation.num_prompts=50 $(EVAL_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

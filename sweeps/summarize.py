@@ -1,7 +1,10 @@
-"""Summarize a Hydra multirun: every job's metrics.json and config.yaml -> summary.csv, summary.md, summary.png.
+"""Summarize a Hydra multirun: every job's metrics.json and config.yaml -> summary.csv, summary.md, summary.png;
+with --frontier, also every job's judged evaluation (eval/metrics.json) -> the reward-KL frontier (the DPO paper's
+Figure 2): frontier.csv, frontier.md, frontier.png, the base model included at KL 0.
 
 python sweeps/summarize.py multirun/2026-11-27/10-00-00            # writes into that directory
 python sweeps/summarize.py <dir> --x loss.beta --out <dir>/summary
+python sweeps/summarize.py <dir> --frontier                         # after evaluate.py judge=... in every job
 """
 
 from __future__ import annotations
@@ -76,6 +79,122 @@ def write(rows: list[dict[str, Any]], x: str, out: Path) -> list[Path]:
     return paths
 
 
+FRONTIER = [
+    "job",
+    "loss",
+    "beta",
+    "kl_per_sequence",
+    "kl_per_token",
+    "reward",
+    "reward_low",
+    "reward_high",
+    "win_rate_greedy",
+    "win_low",
+    "win_high",
+    "judge_accuracy",
+]
+
+
+def frontier_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Per evaluated job: KL(pi || pi_ref) per sequence and the judge's mean reward of the same temperature-1
+    samples (BCa interval), and its greedy win rate over base (Wilson); then the base model itself at KL 0."""
+    rows, base = [], []
+    for path in sorted(sweep_dir.glob("*/eval/metrics.json")):
+        ev = json.loads(path.read_text())
+        if not ev.get("judge"):
+            raise SystemExit(f"{path}: evaluated without a judge (evaluate.py judge=...)")
+        job = path.parent.parent
+        config = yaml.safe_load((job / "config.yaml").read_text())
+        t1, greedy = ev["judge"]["temperature_1"], ev["judge"]["greedy"]
+        rows.append(
+            {
+                "job": job.name,
+                "loss": str(lookup(config, "loss._target_")).rsplit(".", 1)[-1],
+                "beta": lookup(config, "loss.beta"),
+                "kl_per_sequence": ev["kl"]["kl_per_sequence"],
+                "kl_per_token": ev["kl"]["kl_per_token"],
+                "reward": t1["reward_dpo"]["value"],
+                "reward_low": t1["reward_dpo"]["ci_low"],
+                "reward_high": t1["reward_dpo"]["ci_high"],
+                "win_rate_greedy": greedy["win_rate"],
+                "win_low": greedy["ci_low"],
+                "win_high": greedy["ci_high"],
+                "judge_accuracy": ev["judge"]["accuracy_on_pairs"]["value"],
+            }
+        )
+        base.append(t1["reward_base"])
+    if base:  # the same base model and seeded samples in every job: one point
+        b = base[0]
+        rows.append(
+            {
+                "job": "base",
+                "loss": "-",
+                "beta": None,
+                "kl_per_sequence": 0.0,
+                "kl_per_token": 0.0,
+                "reward": b["value"],
+                "reward_low": b["ci_low"],
+                "reward_high": b["ci_high"],
+                "win_rate_greedy": 0.5,
+                "win_low": None,
+                "win_high": None,
+                "judge_accuracy": None,
+            }
+        )
+    return rows
+
+
+def write_frontier(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    with open(out / "frontier.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FRONTIER)
+        writer.writeheader()
+        writer.writerows(rows)
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(FRONTIER) + " |", "|" + "---|" * len(FRONTIER)]
+    lines += ["| " + " | ".join(fmt(r[h]) for h in FRONTIER) + " |" for r in rows]
+    (out / "frontier.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for loss in sorted({r["loss"] for r in rows}):
+        points = sorted((r for r in rows if r["loss"] == loss), key=lambda r: r["kl_per_sequence"])
+        x, y = [r["kl_per_sequence"] for r in points], [r["reward"] for r in points]
+        err = [[r["reward"] - r["reward_low"] for r in points], [r["reward_high"] - r["reward"] for r in points]]
+        base = loss == "-"
+        ax.errorbar(
+            x,
+            y,
+            yerr=err,
+            marker="*" if base else "o",
+            ms=12 if base else 6,
+            capsize=4,
+            ls="none" if base else "-",
+            label="base model" if base else loss,
+        )
+        for r in points:
+            if r["beta"] is not None:
+                ax.annotate(
+                    f"beta={r['beta']}",
+                    (r["kl_per_sequence"], r["reward"]),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
+    ax.set(
+        xlabel="KL(pi || pi_ref) per sequence (temperature-1 samples)",
+        ylabel="mean judge reward of those samples",
+        title="Reward-KL frontier",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "frontier.png", dpi=110)
+    plt.close(fig)
+    return [out / "frontier.csv", out / "frontier.md", out / "frontier.png"]
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (its jobs are its numbered subfolders)")
@@ -83,11 +202,18 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument(
         "--out", type=Path, default=None, help="output path without suffix (default <sweep_dir>/summary)"
     )
+    parser.add_argument("--frontier", action="store_true", help="also the reward-KL frontier of the judged jobs")
     args = parser.parse_args(argv)
     rows = collect(args.sweep_dir, args.x)
     if not rows:
         raise SystemExit(f"no finished jobs (*/metrics.json) under {args.sweep_dir}")
     paths = write(rows, args.x, args.out or args.sweep_dir / "summary")
+    if args.frontier:
+        points = frontier_rows(args.sweep_dir)
+        if not points:
+            raise SystemExit(f"no evaluated jobs (*/eval/metrics.json) under {args.sweep_dir}")
+        paths += write_frontier(points, args.sweep_dir)
+        print((args.sweep_dir / "frontier.md").read_text())
     print(f"{len(rows)} jobs -> " + ", ".join(str(p) for p in paths))
     return paths
 

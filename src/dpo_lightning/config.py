@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 
 
 def validate_config(cfg: DictConfig) -> None:
-    _build(cfg.loss)
+    if cfg.get("loss"):
+        _build(cfg.loss)
     _build(cfg.data, tokenizer=None, report_path=None)
     module = cfg.get("module") or {}
     for key in ("head_chunk_size", "head_vocab_chunk_size"):

@@ -27,6 +27,9 @@ PAIR_METRICS: dict[str, Callable[[LossOutput, PairLogps], Tensor]] = {
     "rewards/accuracies": lambda out, policy: out.chosen_rewards > out.rejected_rewards,  # ties are not wins
     "logps/chosen": lambda out, policy: policy.chosen,
     "logps/rejected": lambda out, policy: policy.rejected,
+    # Does the policy itself (no reference) give the chosen response the higher log-probability: summed, per token.
+    "preference/accuracy": lambda out, policy: policy.chosen > policy.rejected,
+    "preference/accuracy_per_token": lambda out, policy: policy.chosen_mean > policy.rejected_mean,
 }
 KL = "kl"  # exact KL(policy || reference) per response token, averaged over tokens
 

@@ -84,11 +84,16 @@ def render_card(run_dir: Path, evaluation: dict[str, Any] | None = None) -> str:
     sources = data_sources(config, report)
     base = base_model(config)
     peft = config.get("peft") or None
-    loss = config.get("loss") or {}
+    reward_model = bool(config.get("model_head"))
+    loss = config.get("loss") or {
+        "_target_": "BradleyTerryLoss",
+        **{k: v for k, v in (config.get("module") or {}).items() if k == "center_rewards_coefficient"},
+    }
     front = {
         "library_name": "peft" if peft else "transformers",
-        "pipeline_tag": "text-generation",
-        "tags": ["dpo_lightning", "dpo", "preference-optimization", _target_name(loss)],
+        "pipeline_tag": "text-classification" if reward_model else "text-generation",
+        "tags": ["dpo_lightning", "reward-model" if reward_model else "dpo", "preference-optimization"]
+        + [_target_name(loss)],
         **({"base_model": base} if base else {}),
         **({"datasets": hubs} if (hubs := [s["path"] for s in sources if _is_hub_id(s["path"])]) else {}),
     }
@@ -100,8 +105,8 @@ def render_card(run_dir: Path, evaluation: dict[str, Any] | None = None) -> str:
         "",
         f"# {run_dir.name}",
         "",
-        f"A policy trained with **{_target_name(loss)}** (dpo_lightning) from `{model_name(config)}`"
-        + (f" (base model: [{base}](https://huggingface.co/{base}))." if base else "."),
+        f"A {'reward model' if reward_model else 'policy'} trained with **{_target_name(loss)}** (dpo_lightning) "
+        f"from `{model_name(config)}`" + (f" (base model: [{base}](https://huggingface.co/{base}))." if base else "."),
         "",
         "## Training data",
         "",
@@ -137,24 +142,30 @@ def render_card(run_dir: Path, evaluation: dict[str, Any] | None = None) -> str:
         "## Use",
         "",
         "```python",
-        *(
-            [
-                "from peft import AutoPeftModelForCausalLM",
-                'model = AutoPeftModelForCausalLM.from_pretrained("<this folder or repo>")',
-            ]
-            if peft
-            else [
-                "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                'model = AutoModelForCausalLM.from_pretrained("<this folder or repo>")',
-                'tokenizer = AutoTokenizer.from_pretrained("<this folder or repo>")',
-            ]
-        ),
+        *usage(bool(peft), reward_model),
         "```",
         "",
         "Trained with `python train.py " + " ".join(_read(run_dir / ".hydra" / "overrides.yaml") or []) + "`.",
         "",
     ]
     return redact_text("\n".join(lines))
+
+
+def usage(peft: bool, reward_model: bool) -> list[str]:
+    kind = "SequenceClassification" if reward_model else "CausalLM"
+    if peft:
+        return [
+            f"from peft import AutoPeftModelFor{kind}",
+            f'model = AutoPeftModelFor{kind}.from_pretrained("<this folder or repo>")',
+        ]
+    lines = [
+        f"from transformers import AutoModelFor{kind}, AutoTokenizer",
+        f'model = AutoModelFor{kind}.from_pretrained("<this folder or repo>")',
+        'tokenizer = AutoTokenizer.from_pretrained("<this folder or repo>")',
+    ]
+    if reward_model:
+        lines.append("# reward of a (prompt, response): model(**tokenizer(text, return_tensors='pt')).logits[0, 0]")
+    return lines
 
 
 def evaluation_section(ev: dict[str, Any]) -> list[str]:
@@ -172,12 +183,17 @@ def evaluation_section(ev: dict[str, Any]) -> list[str]:
         f"| {dpo['preference_accuracy_normalized']:.3f} |",
         "",
         f"- Implicit-reward accuracy: {reward['value']:.3f} [{reward['ci_low']:.3f}, {reward['ci_high']:.3f}]"
-        f" ({ev.get('confidence', 0.95):.0%} interval)",
+        f" ({ev.get('confidence', 0.95):.0%} Wilson interval)",
         f"- KL(DPO || base): {ev['kl']['kl_per_token']:.4f} per response token",
     ]
     judge = ev.get("judge")
     if judge:
-        lines.append(f"- Judge: {judge}")
+        g, acc = judge["greedy"], judge["accuracy_on_pairs"]
+        lines += [
+            f"- Judged win rate over base ({judge['model']}, greedy, {g['wins']}/{g['ties']}/{g['losses']} W/T/L): "
+            f"{g['win_rate']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]; the judge's accuracy on the held-out "
+            f"pairs: {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]",
+        ]
     return [*lines, ""]
 
 

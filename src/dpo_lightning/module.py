@@ -17,6 +17,7 @@ from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK
 from .logprobs import SDPA_BACKENDS, PairScorer, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics
+from .optim import configure_optimizers
 from .reference import NoReference, Reference, build_reference
 
 
@@ -147,11 +148,7 @@ class DPOModule(LightningModule):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory([p for p in self.policy.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimizers(self.policy, self.optimizer_factory, self.scheduler_factory, self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]

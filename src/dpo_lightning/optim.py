@@ -1,9 +1,13 @@
-"""Learning-rate schedules with warmup, built as `_partial_` targets: `schedule(optimizer, num_training_steps)`."""
+"""Optimizers and learning-rate schedules: `configure_optimizers` for every module, and the warmup schedules built
+as `_partial_` targets: `schedule(optimizer, num_training_steps)`."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -33,3 +37,15 @@ def warmup_schedule(
         return shape((step - warmup) / max(1, num_training_steps - warmup))
 
     return LambdaLR(optimizer, factor)
+
+
+def configure_optimizers(
+    model: nn.Module, optimizer: Callable[..., Optimizer], scheduler: Callable[..., Any] | None, trainer: Any
+) -> Any:
+    """Lightning's `configure_optimizers` answer: the optimizer over the trainable parameters, and the schedule
+    stepped once per optimizer step over the run's estimated steps."""
+    built = optimizer([p for p in model.parameters() if p.requires_grad])
+    if scheduler is None:
+        return built
+    schedule = scheduler(built, num_training_steps=int(trainer.estimated_stepping_batches))
+    return {"optimizer": built, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -34,8 +34,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
 
-    loss = instantiate(cfg.loss)
+    loss = instantiate(cfg.loss) if cfg.get("loss") else None
     loaded = instantiate(cfg.model)
+    if cfg.get("model_head"):  # e.g. train_reward.py: the LM's backbone under a one-logit score head
+        loaded = instantiate(cfg.model_head)(loaded)
     policy = instantiate(cfg.peft)(loaded.model) if cfg.get("peft") else loaded.model
     datamodule = instantiate(cfg.data, tokenizer=loaded.tokenizer)
     # The module builds its reference (reference.build_reference): a frozen copy, or the adapter disabled.

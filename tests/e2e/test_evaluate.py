@@ -13,8 +13,10 @@ from torch.utils.data import DataLoader
 
 from conftest import run_script, smoke
 from dpo_lightning.data import PairCollator, TokenizedPair
-from dpo_lightning.evaluation.judge import win_rate
-from dpo_lightning.evaluation.scoring import bootstrap_mean, preference_accuracy, score_pairs
+from dpo_lightning.evaluation.intervals import wilson
+from dpo_lightning.evaluation.judge import RewardJudge, win_rate
+from dpo_lightning.evaluation.runner import response_text
+from dpo_lightning.evaluation.scoring import preference_accuracy, score_pairs
 
 GEN = ["generation.num_prompts=3", "generation.max_new_tokens=8", "bootstrap_resamples=500"]
 
@@ -132,10 +134,30 @@ def test_judge_with_a_tiny_random_classifier(trained_run, tmp_path):
         "report_to=wandb",
         *GEN,
     )
-    result = json.loads((out / "metrics.json").read_text())["judge"]
-    assert result["wins"] + result["ties"] + result["losses"] == 3
-    assert result["ci_low"] <= result["win_rate"] <= result["ci_high"] and 0 <= result["win_rate"] <= 1
-    assert "Judge win rate of DPO against base" in (out / "report.md").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    result = metrics["judge"]
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    direct = RewardJudge(str(tmp_path / "judge"))
+    for kind in ("greedy", "sampled"):
+        w = result[kind]
+        dpo = torch.tensor([r[f"judge_dpo_{kind}"] for r in rows], dtype=torch.float64)
+        base = torch.tensor([r[f"judge_base_{kind}"] for r in rows], dtype=torch.float64)
+        # the saved scores are the judge's, one prompt at a time (no batch padding)
+        again = direct.score([r["prompt"] for r in rows], [r[f"dpo_{kind}"] for r in rows])
+        assert_close(again, dpo, rtol=0, atol=1e-5)
+        assert (w["wins"], w["losses"]) == (int((dpo > base).sum()), int((dpo < base).sum()))
+        expected = wilson(w["wins"] + 0.5 * w["ties"], 3)
+        got = (w["win_rate"], w["ci_low"], w["ci_high"])
+        assert got == pytest.approx((expected.value, expected.low, expected.high))
+        assert w["reward_dpo"]["value"] == pytest.approx(dpo.mean().item())
+        assert w["reward_dpo"]["ci_low"] <= w["reward_dpo"]["value"] <= w["reward_dpo"]["ci_high"]
+    acc = result["accuracy_on_pairs"]
+    assert acc["pairs"] == 6 and 0 <= acc["ci_low"] <= acc["value"] <= acc["ci_high"] <= 1
+    assert metrics["intervals"] == {"proportions": "Wilson score interval", "means": "BCa bootstrap"}
+    report = (out / "report.md").read_text()
+    assert "Judged generations: DPO against base" in report and "How far to trust the judge" in report
+    assert "Wilson score interval for proportions" in report and "![" in report and "judge.png" in report
+    assert (out / "judge.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((out / "wandb").glob("offline-run-*")), "tables and plots were not logged to W&B (offline)"
 
 
@@ -175,5 +197,74 @@ def test_win_rate_counts_ties_as_half():
     result = win_rate(torch.tensor([1.0, 0.0, -1.0, 0.5], dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
     assert (result["wins"], result["ties"], result["losses"]) == (2, 1, 1)
     assert result["win_rate"] == pytest.approx(2.5 / 4)
-    ci = bootstrap_mean(torch.tensor([0.0, 1.0] * 50), resamples=1000)
-    assert ci.value == 0.5 and 0.35 < ci.low < 0.5 < ci.high < 0.65  # ~ +-1.96 * 0.05
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((wilson(2.5, 4).low, wilson(2.5, 4).high))
+
+
+@pytest.fixture(scope="module")
+def reward_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("reward") / "run"
+    overrides = smoke("data.max_train_pairs=32", "trainer.max_epochs=3", "data.max_val_pairs=16")
+    run_script("train_reward.py", *overrides, f"hydra.run.dir={run}")
+    return run
+
+
+def test_a_reward_model_trains_exports_and_scores_like_the_module(reward_run, tokenizer):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForSequenceClassification
+
+    metrics = json.loads((reward_run / "metrics.json").read_text())
+    assert {"train/loss", "train/accuracy", "val/accuracy", "val/margin", "val/rewards/chosen"} <= set(metrics)
+    assert metrics["val/accuracy"] > 0.5 and metrics["val/margin"] > 0  # it learned the built-in preferences
+    assert list((reward_run / "checkpoints").glob("*.ckpt"))
+    model = AutoModelForSequenceClassification.from_pretrained(reward_run / "final").eval()
+    config = OmegaConf.load(reward_run / "config.yaml")
+    data = instantiate(config.data, tokenizer=tokenizer, report_path=None)
+    data.setup()
+    batch = PairCollator(pad_token_id=tokenizer.pad_token_id)(data.val_tokens)
+    with torch.no_grad():
+        scores = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0].double()
+    chosen, rejected = scores[:16], scores[16:]
+    # the export scores the held-out pairs as the module did at its last validation
+    assert (chosen - rejected).mean().item() == pytest.approx(metrics["val/margin"], abs=1e-5)
+    assert chosen.mean().item() == pytest.approx(metrics["val/rewards/chosen"], abs=1e-5)
+    assert (chosen > rejected).double().mean().item() == pytest.approx(metrics["val/accuracy"])
+    # ... and as a judge it renders (prompt, response) text back to the same tokens
+    judge = RewardJudge(str(reward_run / "final"))
+    judged = judge.score([p.prompt for p in data.val_pairs], [response_text(p.chosen) for p in data.val_pairs])
+    assert_close(judged, chosen, rtol=0, atol=1e-5)
+    card = (reward_run / "final" / "README.md").read_text()
+    assert "pipeline_tag: text-classification" in card and "A reward model trained with **BradleyTerryLoss**" in card
+
+
+def test_evaluate_with_the_trained_reward_model_as_judge(trained_run, reward_run, tmp_path):
+    out = tmp_path / "eval"
+    run_script("evaluate.py", f"run_dir={trained_run}", f"output_dir={out}", f"judge={reward_run / 'final'}", *GEN)
+    judge = json.loads((out / "metrics.json").read_text())["judge"]
+    assert judge["model"] == str(reward_run / "final")
+    assert judge["greedy"]["wins"] + judge["greedy"]["ties"] + judge["greedy"]["losses"] == 3
+    # the judge's accuracy on the 6 held-out pairs is the reward model's own: it learned them
+    assert judge["accuracy_on_pairs"]["pairs"] == 6 and judge["accuracy_on_pairs"]["value"] >= 0.5
+
+
+def test_judge_auto_trains_once_on_the_runs_data_and_is_cached(trained_run, tmp_path, caplog):
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from dpo_lightning.evaluation.auto_judge import cached_judge, judge_config, judge_key
+
+    run_config = OmegaConf.load(trained_run / "config.yaml")
+    small = {"trainer": {"max_epochs": 1}}
+    cfg = judge_config(run_config, small)
+    assert cfg.module._target_ == "dpo_lightning.reward.RewardModule" and cfg.data.packing is False
+    assert cfg.data.path == run_config.data.path and cfg.model.name_or_path == run_config.model.name_or_path
+    with caplog.at_level(logging.INFO, logger="dpo_lightning.evaluation.auto_judge"):
+        first = cached_judge(run_config, small, cache_dir=str(tmp_path))
+        second = cached_judge(run_config, small, cache_dir=str(tmp_path))
+    assert first == second == str(tmp_path / "judges" / judge_key(cfg) / "final")
+    mine = [r.message.split(" ")[0] for r in caplog.records if r.name == "dpo_lightning.evaluation.auto_judge"]
+    assert mine == ["Training", "Judge"]  # trained once, then read from the cache
+    assert judge_key(judge_config(run_config, {"trainer": {"max_epochs": 2}})) != judge_key(cfg)
+    metrics = json.loads((tmp_path / "judges" / judge_key(cfg) / "metrics.json").read_text())
+    assert metrics["val/accuracy"] >= 0 and "val/margin" in metrics

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from conftest import SMOKE, compose, run_script
+from conftest import ROOT, SMOKE, compose, run_script, smoke
 
 
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
@@ -52,3 +56,34 @@ def test_slurm_launcher_option_composes_to_submitit():
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1 and launcher.max_num_timeout == 3
     assert compose("hparams_search=dpo_optuna").optimized_metric == "val/rewards/accuracies"
+
+
+def test_frontier_sweep_trains_a_judge_evaluates_every_job_and_plots_reward_against_kl(tmp_path):
+    sweep = tmp_path / "frontier"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "SWEEP_DIR": str(sweep),
+        "BETAS": "0.1,1.0",
+        "JUDGE_ARGS": "data.max_train_pairs=32 trainer.max_epochs=2",
+        "EVAL_ARGS": "generation.num_prompts=4 generation.max_new_tokens=8 bootstrap_resamples=200",
+    }
+    overrides = smoke("trainer.max_steps=3", "optimizer.lr=1e-2", "callbacks.sample_generations.num_prompts=0")
+    proc = subprocess.run(
+        ["bash", "sweeps/frontier.sh", *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (sweep / "judge" / "final" / "config.json").is_file()
+    with open(sweep / "frontier.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == ["0", "1", "base"] and [r["beta"] for r in rows] == ["0.1", "1.0", ""]
+    for row in rows[:2]:
+        ev = json.loads((sweep / row["job"] / "eval" / "metrics.json").read_text())
+        assert ev["judge"]["model"] == str(sweep / "judge" / "final")
+        assert float(row["kl_per_sequence"]) == pytest.approx(ev["kl"]["kl_per_sequence"])
+        assert float(row["reward"]) == pytest.approx(ev["judge"]["temperature_1"]["reward_dpo"]["value"])
+        assert float(row["reward_low"]) <= float(row["reward"]) <= float(row["reward_high"])
+    assert float(rows[2]["kl_per_sequence"]) == 0.0
+    assert float(rows[2]["reward"]) == pytest.approx(ev["judge"]["temperature_1"]["reward_base"]["value"])
+    assert (sweep / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| base |" in (sweep / "frontier.md").read_text()

@@ -148,9 +148,22 @@ def test_other_group_options(group, tmp_path):
         elif group == "callbacks":
             assert all(instantiate(c) is not None for c in (node or {}).values())
         elif group == "module":
-            assert node._target_ == "dpo_lightning.DPOModule"
+            modules = {"default": "dpo_lightning.DPOModule", "reward": "dpo_lightning.reward.RewardModule"}
+            assert node._target_ == modules[name]
         elif group == "paths":
             assert node.output_dir == str(tmp_path)
+
+
+def test_the_reward_config_composes_train_yaml_with_a_reward_module():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("reward", overrides=["paths.output_dir=unused", "data=hh", "peft=lora"])
+    assert "loss" not in cfg and cfg.module._target_ == "dpo_lightning.reward.RewardModule"
+    assert cfg.data.packing is False and cfg.data.format._target_.endswith("HHFormat") and cfg.peft.r == 16
+    assert cfg.optimized_metric == "val/accuracy" and cfg.callbacks.sample_generations.num_prompts == 0
+    validate_config(cfg)
 
 
 def test_experiment_option_composes():

@@ -66,3 +66,16 @@ def test_bco_reports_its_running_delta():
     m.update(out, policy)
     # delta: the mean of every reward seen so far, 0.5 * mean(1, 3, -1, 1) = 0.5
     assert_close(m.compute()["bco/delta"], torch.tensor(0.5))
+
+
+def test_preference_accuracy_of_the_policy_itself_by_hand():
+    m = PreferenceMetrics()
+    # pair 1: summed -10 > -12 but per token -10/5 = -2 < -12/8 = -1.5; pair 2: both favour chosen
+    logps, tokens = (
+        (torch.tensor([-10.0, -3.0]), torch.tensor([-12.0, -9.0])),
+        (torch.tensor([5.0, 3.0]), torch.tensor([8.0, 3.0])),
+    )
+    policy = PairLogps(*logps, *tokens)
+    m.update(LossOutput(torch.zeros(2), torch.zeros(2), torch.zeros(2)), policy)
+    got = m.compute()
+    assert got["preference/accuracy"].item() == 1.0 and got["preference/accuracy_per_token"].item() == 0.5

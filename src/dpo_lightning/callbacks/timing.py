@@ -37,9 +37,10 @@ def matmul_parameters(model: torch.nn.Module) -> int:
     from ..logprobs import unwrap
 
     inner = unwrap(model)
-    head, embedding = inner.get_output_embeddings().weight, inner.get_input_embeddings().weight
+    output = inner.get_output_embeddings()  # None for a sequence classifier (a reward model's small score head)
+    embedding = inner.get_input_embeddings().weight
     total = sum(p.numel() for p in inner.parameters()) - embedding.numel()
-    return total + (head.numel() if head is embedding else 0)
+    return total + (output.weight.numel() if output is not None and output.weight is embedding else 0)
 
 
 class StepTimer(Callback):

@@ -57,7 +57,36 @@ def make_plots(out: Path, rewards: dict[str, torch.Tensor], metrics: dict[str, A
     ax.set(ylim=(0, 1.1), ylabel="fraction of pairs", title=PLOTS["accuracy.png"])
     ax.legend()
     paths.append(_save(fig, out / "accuracy.png"))
+    if metrics.get("judge"):
+        paths.append(judge_plot(out / "judge.png", metrics["judge"]))
     return paths
+
+
+JUDGE_PLOT = "Judged win rate of DPO against base, and each model's mean judge reward"
+
+
+def judge_plot(path: Path, judge: dict[str, Any]) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    kinds = ["greedy", "sampled"]
+    rates = [judge[k]["win_rate"] for k in kinds]
+    errors = [[r - judge[k]["ci_low"] for k, r in zip(kinds, rates)]]
+    errors.append([judge[k]["ci_high"] - r for k, r in zip(kinds, rates)])
+    bars = left.bar(kinds, rates, yerr=errors, capsize=6, color="#3b7dd8")
+    left.bar_label(bars, fmt="%.2f", padding=8)
+    left.axhline(0.5, color="black", lw=1, ls="--")
+    left.set(ylim=(0, 1.05), ylabel="win rate of DPO (tie = half)", title="win rate (Wilson interval)")
+    for offset, model, color in ((-0.2, "base", "#999999"), (0.2, "dpo", "#3b7dd8")):
+        stats = [judge[k][f"reward_{model}"] for k in kinds]
+        values = [st["value"] for st in stats]
+        err = [[v - st["ci_low"] for v, st in zip(values, stats)], [st["ci_high"] - v for v, st in zip(values, stats)]]
+        right.bar([i + offset for i in range(2)], values, yerr=err, width=0.4, capsize=5, label=model, color=color)
+    right.set_xticks(range(2), kinds)
+    right.set(ylabel="mean judge reward", title="mean reward (BCa interval)")
+    right.legend()
+    fig.suptitle(JUDGE_PLOT, fontsize=10)
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:
@@ -77,6 +106,20 @@ def _ci(d: dict[str, float]) -> str:
     return f"{d['value']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
 
 
+def _with_ci(model: dict[str, Any], key: str) -> str:
+    ci = model.get(f"{key}_ci")
+    return f"{model[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else _fmt(model[key])
+
+
+def intervals_note(metrics: dict[str, Any]) -> str:
+    methods = metrics.get("intervals") or {}
+    level = int(metrics["confidence"] * 100)
+    return (
+        f"Intervals are {level}%: {methods.get('proportions', 'Wilson score interval')} for proportions "
+        f"(accuracies, win rates; a tie counts half a win), {methods.get('means', 'BCa bootstrap')} for means."
+    )
+
+
 def tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for every table of the report; markdown and HTML render the same tables."""
     base, dpo = metrics["base"], metrics["dpo"]
@@ -85,7 +128,7 @@ def tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             "Base vs DPO on the held-out pairs",
             ["metric", "base", "DPO"],
             [
-                [k, _fmt(base[k]), _fmt(dpo[k])]
+                [k, _with_ci(base, k), _with_ci(dpo, k)]
                 for k in (
                     "preference_accuracy",
                     "preference_accuracy_normalized",
@@ -101,7 +144,7 @@ def tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     level = int(metrics["confidence"] * 100)
     out.append(
         (
-            f"Implicit reward of DPO against the base (beta = {metrics['beta']}; {level}% bootstrap CI)",
+            f"Implicit reward of DPO against the base (beta = {metrics['beta']}; {level}% intervals)",
             ["statistic", "value [CI]"],
             [
                 ["accuracy (margin > 0)", _ci(r["accuracy"])],
@@ -126,33 +169,45 @@ def tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     )
     judge = metrics.get("judge")
     if judge:
+        rows = []
+        for kind in ("greedy", "sampled"):
+            w = judge[kind]
+            rows.append(
+                [
+                    kind,
+                    f"{w['wins']} / {w['ties']} / {w['losses']}",
+                    f"{w['win_rate']:.4f} [{w['ci_low']:.4f}, {w['ci_high']:.4f}]",
+                    _ci(w["reward_dpo"]),
+                    _ci(w["reward_base"]),
+                ]
+            )
         out.append(
             (
-                f"Judge win rate of DPO against base ({judge['model']}, greedy generations)",
-                ["statistic", "value"],
-                [
-                    [k, _fmt(judge[k])]
-                    for k in (
-                        "wins",
-                        "ties",
-                        "losses",
-                        "win_rate",
-                        "ci_low",
-                        "ci_high",
-                        "mean_score_policy",
-                        "mean_score_base",
-                    )
-                ],
+                f"Judged generations: DPO against base ({judge['model']})",
+                ["generations", "wins / ties / losses", "win rate [CI]", "DPO mean reward [CI]", "base mean reward"],
+                rows,
+            )
+        )
+        acc = judge["accuracy_on_pairs"]
+        out.append(
+            (
+                "How far to trust the judge",
+                ["statistic", "value [CI]"],
+                [[f"accuracy on the {acc['pairs']} held-out pairs (chosen scored above rejected)", _ci(acc)]],
             )
         )
     return out
+
+
+def plots(metrics: dict[str, Any]) -> dict[str, str]:
+    return {**PLOTS, **({"judge.png": JUDGE_PLOT} if metrics.get("judge") else {})}
 
 
 def write_markdown(path: Path, metrics: dict[str, Any], generations: list[dict[str, Any]], n_show: int = 4) -> None:
     lines = [
         f"# DPO evaluation: {metrics['run_dir']}",
         "",
-        f"{metrics['pairs']} held-out pairs from `{metrics['data']}`.",
+        f"{metrics['pairs']} held-out pairs from `{metrics['data']}`. {intervals_note(metrics)}",
         "",
     ]
     for title, header, rows in tables(metrics):
@@ -160,7 +215,7 @@ def write_markdown(path: Path, metrics: dict[str, Any], generations: list[dict[s
         lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
     if not metrics.get("judge"):
         lines += ["## Judge win rate", "", "No judge configured (`judge=<hub id or local dir>` of a reward model).", ""]
-    lines += ["## Plots", ""] + [f"![{t}]({name})" for name, t in PLOTS.items()] + [""]
+    lines += ["## Plots", ""] + [f"![{t}]({name})" for name, t in plots(metrics).items()] + [""]
     lines += ["## Generations (greedy)", ""]
     for g in generations[:n_show]:
         lines += [f"**Prompt:** {g['prompt']}", "", f"- base: {g['base_greedy']}", f"- DPO: {g['dpo_greedy']}", ""]
@@ -177,7 +232,7 @@ def write_html(path: Path, metrics: dict[str, Any], generations: list[dict[str, 
         "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
         ".gen td{vertical-align:top;width:33%}</style></head><body>",
         f"<h1>DPO evaluation</h1><p>Run <code>{esc(metrics['run_dir'])}</code>: {metrics['pairs']} held-out pairs from "
-        f"<code>{esc(str(metrics['data']))}</code>.</p>",
+        f"<code>{esc(str(metrics['data']))}</code>. {esc(intervals_note(metrics))}</p>",
     ]
     for title, header, rows in tables(metrics):
         parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
@@ -188,7 +243,7 @@ def write_html(path: Path, metrics: dict[str, Any], generations: list[dict[str, 
             "<h2>Judge win rate</h2><p>No judge configured (<code>judge=&lt;hub id or local dir&gt;</code>).</p>"
         )
     parts.append("<h2>Plots</h2>")
-    for name, title in PLOTS.items():
+    for name, title in plots(metrics).items():
         data = base64.b64encode((plot_dir / name).read_bytes()).decode()
         image = f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
         parts.append(f"<figure>{image}<figcaption>{esc(title)}</figcaption></figure>")
@@ -203,3 +258,44 @@ def write_html(path: Path, metrics: dict[str, Any], generations: list[dict[str, 
         )
     parts.append("</table></body></html>")
     path.write_text("\n".join(parts))
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Every number of the evaluation as `test/...` scalars (values and interval ends), for W&B."""
+    flat: dict[str, float] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}/{k}", v)
+        elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value):
+            flat[f"{prefix}_low"], flat[f"{prefix}_high"] = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[prefix] = value
+
+    for key in ("base", "dpo", "implicit_reward", "kl", "judge"):
+        walk(f"test/{key}", metrics.get(key) or {})
+    return flat
+
+
+def log_to_wandb(cfg: Any, out: Path, metrics: dict[str, Any], generations: list[dict[str, Any]]) -> None:
+    import wandb
+
+    from ..loggers import wandb_configured
+
+    run = wandb.init(
+        project=cfg.wandb_project,
+        dir=str(out),
+        job_type="eval",
+        mode="online" if wandb_configured() else "offline",
+        config={"run_dir": metrics["run_dir"]},
+    )
+    run.log(flat_metrics(metrics))
+    columns = list(generations[0]) if generations else []
+    run.log(
+        {
+            "test/generations": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in generations]),
+            **{f"test/plots/{p.stem}": wandb.Image(str(p)) for p in sorted(out.glob("*.png"))},
+        }
+    )
+    run.finish()

@@ -19,9 +19,11 @@ from ..data import PreferencePair, TokenizedPair
 from ..data.datamodule import validation_source
 from ..model_card import push_to_hub, write_model_card
 from ..models.loading import load_tokenizer
+from .auto_judge import cached_judge
 from .generation import Generated, generate, sampled_kl
-from .judge import RewardJudge, win_rate
-from .report import make_plots, write_html, write_markdown
+from .intervals import MEAN_METHOD, PROPORTION_METHOD
+from .judge import RewardJudge, judge_accuracy, win_rate
+from .report import log_to_wandb, make_plots, write_html, write_markdown
 from .scoring import implicit_rewards, preference_accuracy, reward_statistics, score_pairs
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Load the run's base and DPO models, score both on the held-out pairs, generate from held-out prompts, judge
     the generations (with `judge=`), and write metrics.json, generations.jsonl, the plots and the reports."""
     run = open_run(cfg)
+    if cfg.get("judge") == "auto":  # trained (or read from the cache) before the models load: less peak memory
+        cfg.judge = cached_judge(run.config, cfg.get("judge_overrides"), run.config.get("paths", {}).get("cache_dir"))
     base, policy, tokenizer = load_models(run)
     held_out = held_out_pairs(cfg, run, tokenizer)
     metrics, rewards = compare_on_pairs(cfg, run, held_out, base, policy)
@@ -118,7 +122,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         }
         for j, i in enumerate(prompts)
     ]
-    metrics["judge"] = judge_generations(cfg, generations, run.device)
+    metrics["judge"] = judge_generations(cfg, held_out, prompts, generations, samples, run.device)
     write_outputs(cfg, run, metrics, rewards, generations)
     update_model_card(run, metrics)
     print(headline(metrics, run.out))
@@ -173,8 +177,9 @@ def compare_on_pairs(
         "pairs": len(held_out.tokens),
         "beta": run.beta,
         "confidence": cfg.confidence,
-        "base": preference_accuracy(base_scores),
-        "dpo": preference_accuracy(dpo_scores),
+        "intervals": {"proportions": PROPORTION_METHOD, "means": MEAN_METHOD},
+        "base": preference_accuracy(base_scores, cfg.confidence),
+        "dpo": preference_accuracy(dpo_scores, cfg.confidence),
         "implicit_reward": reward_statistics(rewards, cfg.bootstrap_resamples, cfg.confidence, cfg.seed),
     }
     return metrics, rewards
@@ -204,18 +209,47 @@ def mean_length(generated: Generated) -> float:
     return sum(map(len, generated.tokens)) / max(1, len(generated.tokens))
 
 
-def judge_generations(cfg: DictConfig, generations: list[dict[str, str]], device: torch.device) -> dict | None:
-    """Win/tie/loss of DPO against base on the greedy generations, by the reward model `judge` (None without)."""
+def judge_generations(
+    cfg: DictConfig,
+    held_out: HeldOut,
+    prompts: list[int],
+    generations: list[dict[str, str]],
+    samples: dict[str, Samples],
+    device: torch.device,
+) -> dict | None:
+    """The reward model `judge` (None without one) on DPO's and base's generations, greedy and sampled: win/tie/loss
+    and each model's mean reward; the same on the temperature-1 samples the KL is measured on (the reward-KL
+    frontier's reward); and the judge's own accuracy on the held-out pairs."""
     if not cfg.get("judge"):
         return None
-    judge = RewardJudge(cfg.judge, device=device)
-    prompts = [g["prompt"] for g in generations]
-    dpo = judge.score(prompts, [g["dpo_greedy"] for g in generations])
-    base = judge.score(prompts, [g["base_greedy"] for g in generations])
-    return {
-        "model": str(cfg.judge),
-        **win_rate(dpo, base, cfg.judge_tie_tolerance, cfg.bootstrap_resamples, cfg.confidence, cfg.seed),
-    }
+    judge = RewardJudge(cfg.judge, device=device, batch_size=cfg.batch_size)
+    asked = [held_out.pairs[i].prompt for i in prompts]
+    result: dict[str, Any] = {"model": str(cfg.judge)}
+
+    def verdict(dpo: torch.Tensor, base: torch.Tensor) -> dict[str, Any]:
+        return win_rate(dpo, base, cfg.judge_tie_tolerance, cfg.bootstrap_resamples, cfg.confidence, cfg.seed)
+
+    for kind in ("greedy", "sampled"):
+        dpo = judge.score(asked, [g[f"dpo_{kind}"] for g in generations])
+        base = judge.score(asked, [g[f"base_{kind}"] for g in generations])
+        result[kind] = verdict(dpo, base)
+        for g, d, b in zip(generations, dpo.tolist(), base.tolist()):
+            g[f"judge_dpo_{kind}"], g[f"judge_base_{kind}"] = d, b
+    kl_asked = [prompt for prompt in asked for _ in range(cfg.generation.kl_samples_per_prompt)]
+    result["temperature_1"] = verdict(*(judge.score(kl_asked, samples[m].for_kl.texts) for m in ("dpo", "base")))
+    pairs = held_out.pairs
+    result["accuracy_on_pairs"] = judge_accuracy(
+        judge,
+        [p.prompt for p in pairs],
+        [response_text(p.chosen) for p in pairs],
+        [response_text(p.rejected) for p in pairs],
+        cfg.confidence,
+    )
+    return result
+
+
+def response_text(response: str | list[dict[str, str]]) -> str:
+    return response if isinstance(response, str) else "\n".join(m["content"] for m in response)
 
 
 def write_outputs(
@@ -245,32 +279,16 @@ def headline(metrics: dict[str, Any], out: Path) -> str:
         f"{d['preference_accuracy']:.3f} (per-token: {b['preference_accuracy_normalized']:.3f} -> "
         f"{d['preference_accuracy_normalized']:.3f}); implicit-reward accuracy "
         f"{metrics['implicit_reward']['accuracy']['value']:.3f}, KL per token {metrics['kl']['kl_per_token']:.4f}"
+        + judge_headline(metrics.get("judge"))
     )
 
 
-def log_to_wandb(cfg: DictConfig, out: Path, metrics: dict[str, Any], generations: list[dict[str, Any]]) -> None:
-    import wandb
-
-    from ..loggers import wandb_configured
-
-    run = wandb.init(
-        project=cfg.wandb_project,
-        dir=str(out),
-        job_type="eval",
-        mode="online" if wandb_configured() else "offline",
-        config={"run_dir": metrics["run_dir"]},
+def judge_headline(judge: dict[str, Any] | None) -> str:
+    if not judge:
+        return ""
+    g, acc = judge["greedy"], judge["accuracy_on_pairs"]
+    return (
+        f"\nJudge win rate of DPO over base (greedy, {g['wins']}/{g['ties']}/{g['losses']} W/T/L): "
+        f"{g['win_rate']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]; sampled {judge['sampled']['win_rate']:.3f}; "
+        f"judge accuracy on the held-out pairs {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]"
     )
-    flat = {f"test/{m}/{k}": v for m in ("base", "dpo") for k, v in metrics[m].items()}
-    flat.update(
-        {f"test/implicit_reward/{k}": v["value"] for k, v in metrics["implicit_reward"].items() if "value" in v}
-    )
-    flat.update({f"test/kl/{k}": v for k, v in metrics["kl"].items()})
-    run.log(flat)
-    columns = list(generations[0]) if generations else []
-    run.log(
-        {
-            "test/generations": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in generations]),
-            **{f"test/plots/{p.stem}": wandb.Image(str(p)) for p in sorted(out.glob("*.png"))},
-        }
-    )
-    run.finish()

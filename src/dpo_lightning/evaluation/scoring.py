@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..logprobs import pair_logps, response_states
 from ..losses import PairLogps
+from .intervals import bca_mean, proportion
 
 
 @torch.no_grad()
@@ -29,41 +28,19 @@ def clearly_greater(a: Tensor, b: Tensor, rel: float = 1e-6) -> Tensor:
     return a > b + rel * torch.maximum(a.abs(), b.abs())
 
 
-def preference_accuracy(scores: PairLogps) -> dict[str, float]:
-    """How often the model gives the chosen response the higher log-probability: summed and per token.
-    Needs no reference model, so the base model has a meaningful number too."""
+def preference_accuracy(scores: PairLogps, confidence: float = 0.95) -> dict[str, float | list[float]]:
+    """How often the model gives the chosen response the higher log-probability: summed and per token, each with
+    its Wilson interval. Needs no reference model, so the base model has a meaningful number too."""
+    summed = proportion(clearly_greater(scores.chosen, scores.rejected), confidence)
+    per_token = proportion(clearly_greater(scores.chosen_mean, scores.rejected_mean), confidence)
     return {
-        "preference_accuracy": clearly_greater(scores.chosen, scores.rejected).double().mean().item(),
-        "preference_accuracy_normalized": clearly_greater(scores.chosen_mean, scores.rejected_mean)
-        .double()
-        .mean()
-        .item(),
+        "preference_accuracy": summed.value,
+        "preference_accuracy_ci": [summed.low, summed.high],
+        "preference_accuracy_normalized": per_token.value,
+        "preference_accuracy_normalized_ci": [per_token.low, per_token.high],
         "mean_logp_chosen": scores.chosen.mean().item(),
         "mean_logp_rejected": scores.rejected.mean().item(),
     }
-
-
-@dataclass
-class Interval:
-    value: float
-    low: float
-    high: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {"value": self.value, "ci_low": self.low, "ci_high": self.high}
-
-
-def bootstrap_mean(values: Tensor, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
-    """The mean with a percentile-bootstrap confidence interval (seeded, so reports are reproducible)."""
-    values = values.double().flatten()
-    if values.numel() == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, values.numel(), (resamples, values.numel()), generator=g)
-    means = values[idx].mean(1)
-    alpha = (1 - confidence) / 2
-    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
-    return Interval(values.mean().item(), low, high)
 
 
 def implicit_rewards(policy: PairLogps, base: PairLogps, beta: float) -> dict[str, Tensor]:
@@ -78,12 +55,10 @@ def reward_statistics(
 ) -> dict[str, dict[str, float]]:
     margins = rewards["margins"]
     return {
-        "accuracy": bootstrap_mean(
-            clearly_greater(rewards["chosen"], rewards["rejected"]).double(), resamples, confidence, seed
-        ).as_dict(),
-        "margin": bootstrap_mean(margins, resamples, confidence, seed).as_dict(),
-        "chosen": bootstrap_mean(rewards["chosen"], resamples, confidence, seed).as_dict(),
-        "rejected": bootstrap_mean(rewards["rejected"], resamples, confidence, seed).as_dict(),
+        "accuracy": proportion(clearly_greater(rewards["chosen"], rewards["rejected"]), confidence).as_dict(),
+        "margin": bca_mean(margins, resamples, confidence, seed).as_dict(),
+        "chosen": bca_mean(rewards["chosen"], resamples, confidence, seed).as_dict(),
+        "rejected": bca_mean(rewards["rejected"], resamples, confidence, seed).as_dict(),
         "margin_quantiles": dict(
             zip(
                 ("p05", "p25", "p50", "p75", "p95"),

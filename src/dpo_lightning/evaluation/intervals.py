@@ -1,0 +1,72 @@
+"""Confidence intervals that hold at the sample sizes of an evaluation (tens of prompts, not thousands).
+
+- Proportions (accuracies, win rates): the **Wilson score interval**. A percentile bootstrap collapses on them: 50
+  correct of 50 resamples to 50 of 50 every time and reports [1, 1]; Wilson gives [0.929, 1].
+- Means (reward margins, judge rewards): the **BCa bootstrap** (bias-corrected and accelerated; Efron 1987, through
+  `scipy.stats.bootstrap`), seeded, so a report is reproducible. It corrects the percentile interval for the skew
+  and bias of the mean's distribution.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from torch import Tensor
+
+PROPORTION_METHOD = "Wilson score interval"
+MEAN_METHOD = "BCa bootstrap"
+
+
+@dataclass
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci_low": self.low, "ci_high": self.high}
+
+
+def wilson(successes: float, n: int, confidence: float = 0.95) -> Interval:
+    """The proportion successes/n with its Wilson score interval (successes may count a tie as half)."""
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def proportion(outcomes: Tensor, confidence: float = 0.95) -> Interval:
+    """Wilson interval of the mean of 0/1 outcomes (0.5 for a tie counts half)."""
+    values = outcomes.double().flatten()
+    return wilson(float(values.sum()), values.numel(), confidence)
+
+
+def bca_mean(values: Tensor, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """The mean with its BCa bootstrap interval. Constant data (no spread to resample) gets a zero-width interval."""
+    data = values.double().flatten().cpu().numpy()
+    if data.size == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    mean = float(data.mean())
+    if data.size < 2 or np.ptp(data) == 0:
+        return Interval(mean, mean, mean)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            (data,),
+            np.mean,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined (e.g. nearly constant): percentile
+        low, high = np.quantile(result.bootstrap_distribution, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Interval(mean, float(low), float(high))
