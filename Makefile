@@ -25,7 +25,7 @@ install: $(STAMP)
 
 train: install
 	$(BIN)/python train.py hydra.run.dir=$(RUN_DIR) $(ARGS)
-	$(BIN)/python evaluate.py run_dir=$(RUN_DIR) judge=auto generation.num_prompts=50 $(EVAL_ARGS)
+	$(BIN)/python evaluate.py run_dir=$(RUN_DIR) judge=auto generation.num_prompts=50 generation.max_new_tokens=64 $(EVAL_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)
