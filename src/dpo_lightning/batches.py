@@ -54,6 +54,7 @@ class _Batch:
     """What both layouts share: moving to a device (Lightning calls `to`) and the pair keys."""
 
     pair_keys: Tensor  # [B] a 64-bit hash of each pair's token ids (the reference log-prob cache's key)
+    pair_sources: Tensor  # [B] each pair's source in a mixture (data=mixture; 0 otherwise), for per-source metrics
 
     def to(self, device: torch.device | str, non_blocking: bool = False):
         return replace(
@@ -78,6 +79,7 @@ class TextbookBatch(_Batch):
     attention_mask: Tensor  # [2B, W] 1 for real tokens, 0 for padding
     response_mask: Tensor  # [2B, W] bool
     pair_keys: Tensor  # [B]
+    pair_sources: Tensor  # [B]
 
     def calls(self, attn: str, dtype: torch.dtype, separate_halves: bool = False) -> list[ModelCall]:
         """One forward over all rows; with `separate_halves`, the chosen and the rejected rows as two forwards,
@@ -112,6 +114,7 @@ class PackedBatch(_Batch):
     targets: Tensor  # [N]
     target_rows: Tensor  # [N]
     pair_keys: Tensor  # [B]
+    pair_sources: Tensor  # [B]
 
     def attention_mask(self, attn: str = "sdpa", dtype: torch.dtype = torch.float32):
         """The packed rule for the attention implementation `attn`: token i sees token j iff both belong to the same

@@ -133,3 +133,29 @@ class AtomicModelCheckpoint(ModelCheckpoint):
             os.symlink(os.path.relpath(filepath, os.path.dirname(linkpath)), tmp)
             os.replace(tmp, linkpath)
         trainer.strategy.barrier()
+
+
+def save_rng_states(checkpoint: dict[str, Any]) -> None:
+    """The random state at the checkpoint (torch, Python, CUDA), so a resumed run continues it exactly."""
+    import random
+
+    import torch
+
+    checkpoint["rng_states"] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_states(checkpoint: dict[str, Any]) -> None:
+    import random
+
+    import torch
+
+    states = checkpoint.get("rng_states")
+    if states:
+        torch.set_rng_state(states["torch"])
+        random.setstate(states["python"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn.attention import sdpa_kernel
 
 from .batches import PairBatch
+from .checkpointing import restore_rng_states, save_rng_states
 from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK
 from .logprobs import SDPA_BACKENDS, PairScorer, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
@@ -97,9 +98,19 @@ class DPOModule(LightningModule):
         # forward and backward (tests/e2e/test_distributed.py runs it sharded on two processes).
         self.reference.prepare(self)
 
-    def _update(self, metrics: PreferenceMetrics, batch: PairBatch) -> Tensor:
+    def setup(self, stage: str) -> None:
+        # A mixture's validation is also measured per source (val/<source>/...), beside the pooled val/ metrics.
+        names = getattr(getattr(self.trainer, "datamodule", None), "source_names", None) or []
+        if len(names) > 1 and not hasattr(self, "val_source_metrics"):
+            extras = self.loss_fn.extra_metrics
+            self.val_source_metrics = nn.ModuleDict({name: PreferenceMetrics(extras) for name in names})
+
+    def _update(self, metrics: PreferenceMetrics, batch: PairBatch, per_source: nn.ModuleDict | None = None) -> Tensor:
         out, policy, kl = self(batch)
         metrics.update(out, policy, kl)
+        for index, source_metrics in enumerate((per_source or {}).values()):
+            # every source on every batch (empty ones add nothing): each rank has updated each metric it syncs
+            source_metrics.update(*pair_subset(out, policy, batch.pair_sources == index))
         return out.losses.mean()
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
@@ -113,10 +124,12 @@ class DPOModule(LightningModule):
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
-        self._update(self.val_metrics, batch)
+        self._update(self.val_metrics, batch, getattr(self, "val_source_metrics", None))
 
     def on_validation_epoch_end(self) -> None:
         self._log(self.val_metrics, "val", on_step=False)
+        for name, source_metrics in getattr(self, "val_source_metrics", {}).items():
+            self._log(source_metrics, f"val/{name}", on_step=False)
         if not self.trainer.sanity_checking:
             self.validated_at_step = self.trainer.global_step
 
@@ -153,19 +166,17 @@ class DPOModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
         checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("reference.")}
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        save_rng_states(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("rng_states")
-        if states:  # resume with the random state the interrupted run had at its checkpoint
-            torch.set_rng_state(states["torch"])
-            random.setstate(states["python"])
-            if states["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(states["cuda"])
+        restore_rng_states(checkpoint)  # resume with the random state the interrupted run had at its checkpoint
+
+
+def pair_subset(out: LossOutput, policy: PairLogps, keep: Tensor) -> tuple[LossOutput, PairLogps]:
+    """The loss output and log-probs of the pairs where `keep` is true."""
+    extras = {k: v[keep] for k, v in out.extras.items()}
+    subset = LossOutput(out.losses[keep], out.chosen_rewards[keep], out.rejected_rewards[keep], extras)
+    return subset, PairLogps(*(getattr(policy, f.name)[keep] for f in fields(policy)))
 
 
 def compile_layers(*models: nn.Module | None) -> None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from .batches import PackedBatch, TextbookBatch
+from .checkpointing import restore_rng_states, save_rng_states
 from .optim import configure_optimizers
 
 
@@ -127,6 +128,12 @@ class RewardModule(LightningModule):
         self.log_dict(
             {f"{prefix}/{k}": v for k, v in values.items()}, on_step=on_step, on_epoch=not on_step, batch_size=1
         )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        save_rng_states(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_rng_states(checkpoint)
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.policy, self.optimizer_factory, self.scheduler_factory, self.trainer)

@@ -91,3 +91,9 @@ def test_a_streamed_mixture_killed_mid_run_resumes_to_the_same_result(files, tmp
     report = json.loads((straight / "data_report.json").read_text())
     assert set(report["sources"]) == {"builtin", "a", "b"} and report["sources"]["a"]["weight"] == 0.3
     assert report["val"]["pairs"] == 50 + 6 + 6
+    # validation per source and pooled: the pooled mean is the pair-weighted mean of the sources'
+    metrics = json.loads((straight / "metrics.json").read_text())
+    for name in ("loss", "rewards/margins", "rewards/accuracies", "preference/accuracy_per_token"):
+        per_source = [metrics[f"val/{source}/{name}"] for source in ("builtin", "a", "b")]
+        pooled = (50 * per_source[0] + 6 * per_source[1] + 6 * per_source[2]) / 62
+        assert metrics[f"val/{name}"] == pytest.approx(pooled, rel=1e-5, abs=1e-6), name

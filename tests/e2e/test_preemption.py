@@ -141,3 +141,20 @@ def test_the_signal_is_handed_on_to_the_handler_installed_before_the_run(tmp_pat
     finally:
         signal.signal(signal.SIGUSR2, previous)
         sys.path.remove(HERE)
+
+
+def test_a_reward_model_run_stopped_by_sigterm_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    args = ["train_reward.py", *smoke("data.max_train_pairs=24", "trainer.max_epochs=2")]
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    run_script(*args, f"hydra.run.dir={straight}")
+    stopped = train_process(*args, *signal_at(3, "SIGTERM"), f"hydra.run.dir={run}")
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+    resumed = train_process(*args, *signal_at(3, "SIGTERM"), f"hydra.run.dir={run}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ma, mb = (learning_metrics(json.loads((r / "metrics.json").read_text())) for r in (straight, run))
+    assert ma.keys() == mb.keys() and all(mb[k] == pytest.approx(ma[k], abs=1e-5) for k in ma)
+    wa, wb = (load_file(r / "final" / "model.safetensors") for r in (straight, run))
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=name)

@@ -49,7 +49,7 @@ class PairCollator:
             input_ids[i, :n] = torch.tensor(prompt + response)
             attention_mask[i, :n] = 1
             response_mask[i, len(prompt) : n] = True
-        return TextbookBatch(input_ids, attention_mask, response_mask, pair_keys(pairs))
+        return TextbookBatch(input_ids, attention_mask, response_mask, pair_keys(pairs), pair_sources(pairs))
 
 
 @dataclass
@@ -115,8 +115,13 @@ class PackedPairCollator:
             torch.cat(targets),
             torch.cat(target_rows),
             pair_keys(pairs),
+            pair_sources(pairs),
         )
 
 
 def pair_keys(pairs: list[TokenizedPair]) -> torch.Tensor:
     return torch.tensor([pair_key(p) for p in pairs], dtype=torch.long)
+
+
+def pair_sources(pairs: list[TokenizedPair]) -> torch.Tensor:
+    return torch.tensor([p.source for p in pairs], dtype=torch.long)

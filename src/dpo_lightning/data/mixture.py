@@ -121,10 +121,18 @@ class MixtureDataModule(PreferenceDataModule):
 
     def _tokenize(self, pairs, name):
         kept_pairs, tokens = super()._tokenize(pairs, name)
+        index = {name: i for i, name in enumerate(self.sources)}
+        for pair, token in zip(kept_pairs, tokens):
+            token.source = index[self._source_of[id(pair)]]
         by_source = Counter(self._source_of[id(pair)] for pair in kept_pairs)
         for source, count in by_source.items():
             self.report["sources"].setdefault(source, {})[f"{name}_pairs"] = count
         return kept_pairs, tokens
+
+    @property
+    def source_names(self) -> list[str]:
+        """In the order of `TokenizedPair.source`: validation metrics are also logged per source under these."""
+        return list(self.sources)
 
     def stream_sources(self, pair_tokenizer: PairTokenizer, seed: int) -> list[tuple[SourceStream, float]]:
         weights = self.weights or self.pairs

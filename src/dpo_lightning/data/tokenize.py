@@ -35,6 +35,7 @@ class TokenizedPair:
     chosen: list[int]
     rejected: list[int]
     truncated: bool = False
+    source: int = 0  # its source's index in a mixture (data=mixture), for per-source validation metrics
 
 
 class PairTokenizer:
