@@ -46,9 +46,9 @@ def collect(sweep_dir: Path, x: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r[x] is None, r[x] if isinstance(r[x], (int, float)) else str(r[x])))
 
 
-def write(rows: list[dict[str, Any]], x: str, out: Path) -> list[Path]:
+def write_table(rows: list[dict[str, Any]], header: list[str], out: Path) -> list[Path]:
+    """`rows` as `<out>.csv` and a markdown table `<out>.md` (floats to 4 decimals, None as blank)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = ["job", x, "loss", *COLUMNS]
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
@@ -57,7 +57,11 @@ def write(rows: list[dict[str, Any]], x: str, out: Path) -> list[Path]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(r[h]) for h in header) + " |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    paths = [out.with_suffix(".csv"), out.with_suffix(".md")]
+    return [out.with_suffix(".csv"), out.with_suffix(".md")]
+
+
+def write(rows: list[dict[str, Any]], x: str, out: Path) -> list[Path]:
+    paths = write_table(rows, ["job", x, "loss", *COLUMNS], out)
     numeric = [r for r in rows if isinstance(r[x], (int, float))]
     if numeric:
         import matplotlib
@@ -145,14 +149,7 @@ def frontier_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_frontier(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    with open(out / "frontier.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FRONTIER)
-        writer.writeheader()
-        writer.writerows(rows)
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(FRONTIER) + " |", "|" + "---|" * len(FRONTIER)]
-    lines += ["| " + " | ".join(fmt(r[h]) for h in FRONTIER) + " |" for r in rows]
-    (out / "frontier.md").write_text("\n".join(lines) + "\n")
+    paths = write_table(rows, FRONTIER, out / "frontier")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,7 +189,7 @@ def write_frontier(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(out / "frontier.png", dpi=110)
     plt.close(fig)
-    return [out / "frontier.csv", out / "frontier.md", out / "frontier.png"]
+    return [*paths, out / "frontier.png"]
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

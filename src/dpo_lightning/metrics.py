@@ -11,6 +11,7 @@ its `extra_metrics` and returning them (one per pair) from `extras()`: they are 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,3 +72,14 @@ class PreferenceMetrics(Metric):
         if tokens > 0:
             out[KL] = (getattr(self, _state("kl_sum")) / tokens).float()
         return out
+
+
+def log_metrics(module: Any, metrics: Metric, prefix: str, on_step: bool) -> None:
+    """Log `metrics` (reduced across ranks by torchmetrics) as `<prefix>/<name>` from a LightningModule, then reset
+    them; nothing when they saw no update (e.g. a step the non-finite guard skipped)."""
+    if metrics.update_count == 0:
+        return
+    values = metrics.compute()
+    metrics.reset()
+    named = {f"{prefix}/{k}": v for k, v in values.items()}
+    module.log_dict(named, on_step=on_step, on_epoch=not on_step, batch_size=1, sync_dist=False)

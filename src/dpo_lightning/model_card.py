@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .data.readers import BUILTIN_PREFIX
 from .redaction import redact_text
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def data_sources(config: dict[str, Any], report: dict[str, Any]) -> list[dict[st
             {
                 "name": name,
                 "path": source.get("path"),
-                "split": source.get("split") if not str(source.get("path", "")).startswith("builtin:") else None,
+                "split": None if str(source.get("path", "")).startswith(BUILTIN_PREFIX) else source.get("split"),
                 "train": report.get("train", {}).get("pairs") if single else counts.get("train_pairs"),
                 "val": report.get("val", {}).get("pairs") if single else counts.get("val_pairs"),
                 "weight": counts.get("weight"),

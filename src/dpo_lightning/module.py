@@ -17,7 +17,7 @@ from .checkpointing import restore_rng_states, save_rng_states
 from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK
 from .logprobs import SDPA_BACKENDS, PairScorer, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
-from .metrics import PreferenceMetrics
+from .metrics import PreferenceMetrics, log_metrics
 from .optim import configure_optimizers
 from .reference import NoReference, Reference, build_reference
 
@@ -120,31 +120,18 @@ class DPOModule(LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Called once per optimizer step, after all accumulated micro-batches: log their exact aggregate.
-        self._log(self.train_metrics, "train", on_step=True)
+        log_metrics(self, self.train_metrics, "train", on_step=True)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
         self._update(self.val_metrics, batch, getattr(self, "val_source_metrics", None))
 
     def on_validation_epoch_end(self) -> None:
-        self._log(self.val_metrics, "val", on_step=False)
+        log_metrics(self, self.val_metrics, "val", on_step=False)
         for name, source_metrics in getattr(self, "val_source_metrics", {}).items():
-            self._log(source_metrics, f"val/{name}", on_step=False)
+            log_metrics(self, source_metrics, f"val/{name}", on_step=False)
         if not self.trainer.sanity_checking:
             self.validated_at_step = self.trainer.global_step
-
-    def _log(self, metrics: PreferenceMetrics, prefix: str, on_step: bool) -> None:
-        if metrics.update_count == 0:  # e.g. a step the non-finite guard skipped
-            return
-        values = metrics.compute()  # reduced across ranks by torchmetrics
-        metrics.reset()
-        self.log_dict(
-            {f"{prefix}/{k}": v for k, v in values.items()},
-            on_step=on_step,
-            on_epoch=not on_step,
-            batch_size=1,
-            sync_dist=False,
-        )
 
     # -- modes, optimizers, checkpoints --------------------------------------------------------------------
     def configure_gradient_clipping(

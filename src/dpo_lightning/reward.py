@@ -20,6 +20,7 @@ from torchmetrics import Metric
 
 from .batches import PackedBatch, TextbookBatch
 from .checkpointing import restore_rng_states, save_rng_states
+from .metrics import log_metrics
 from .optim import configure_optimizers
 
 
@@ -109,25 +110,16 @@ class RewardModule(LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self._log(self.train_metrics, "train", on_step=True)
+        log_metrics(self, self.train_metrics, "train", on_step=True)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     def validation_step(self, batch: TextbookBatch, batch_idx: int) -> None:
         self._step(self.val_metrics, batch)
 
     def on_validation_epoch_end(self) -> None:
-        self._log(self.val_metrics, "val", on_step=False)
+        log_metrics(self, self.val_metrics, "val", on_step=False)
         if not self.trainer.sanity_checking:
             self.validated_at_step = self.trainer.global_step
-
-    def _log(self, metrics: RewardMetrics, prefix: str, on_step: bool) -> None:
-        if metrics.update_count == 0:
-            return
-        values = metrics.compute()
-        metrics.reset()
-        self.log_dict(
-            {f"{prefix}/{k}": v for k, v in values.items()}, on_step=on_step, on_epoch=not on_step, batch_size=1
-        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         save_rng_states(checkpoint)

@@ -32,7 +32,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out)
+    resolved = save_config(cfg, out)
 
     loss = instantiate(cfg.loss) if cfg.get("loss") else None
     loaded = instantiate(cfg.model)
@@ -48,7 +48,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     for logger in loggers:  # the resolved config, secrets masked: W&B config, MLflow params, CSV hparams.yaml
-        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
+        logger.log_hyperparams(resolved)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out)
     )
@@ -67,8 +67,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if (out / "final").is_dir():
             write_model_card(out)
             hub = cfg.get("hub") or {}
-            if hub.get("repo_id"):
-                push_to_hub(out, **{k: v for k, v in hub.items() if k in ("repo_id", "private", "token", "revision")})
+            if hub.get("repo_id"):  # the token from the live config (the saved one is masked)
+                push_to_hub(out, **hub)
         log.info("Outputs in %s", out)
     return metrics
 
@@ -82,13 +82,16 @@ def newest_checkpoint(out: Path) -> str | None:
     return found
 
 
-def save_config(cfg: DictConfig, out: Path) -> None:
-    """The resolved config as `config.yaml`, secrets masked; Hydra's own copies under .hydra/ are masked too."""
-    OmegaConf.save(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))), out / "config.yaml")
+def save_config(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """The resolved config as `config.yaml`, secrets masked (returned: the loggers get it too); Hydra's own copies
+    under .hydra/ are masked too."""
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.save(OmegaConf.create(resolved), out / "config.yaml")
     redact_files([out / ".hydra" / name for name in ("config.yaml", "overrides.yaml", "hydra.yaml")])
     overrides = out / ".hydra" / "overrides.yaml"
     if overrides.is_file():
         log.info("Overrides: %s", " ".join(OmegaConf.load(overrides)) or "(none)")
+    return resolved
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:

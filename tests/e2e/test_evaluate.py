@@ -14,8 +14,7 @@ from torch.utils.data import DataLoader
 from conftest import run_script, smoke
 from dpo_lightning.data import PairCollator, TokenizedPair
 from dpo_lightning.evaluation.intervals import wilson
-from dpo_lightning.evaluation.judge import RewardJudge, win_rate
-from dpo_lightning.evaluation.runner import response_text
+from dpo_lightning.evaluation.judge import RewardJudge, as_text, win_rate
 from dpo_lightning.evaluation.scoring import preference_accuracy, score_pairs
 
 GEN = ["generation.num_prompts=3", "generation.max_new_tokens=8", "bootstrap_resamples=500"]
@@ -231,7 +230,7 @@ def test_a_reward_model_trains_exports_and_scores_like_the_module(reward_run, to
     assert (chosen > rejected).double().mean().item() == pytest.approx(metrics["val/accuracy"])
     # ... and as a judge it renders (prompt, response) text back to the same tokens
     judge = RewardJudge(str(reward_run / "final"))
-    judged = judge.score([p.prompt for p in data.val_pairs], [response_text(p.chosen) for p in data.val_pairs])
+    judged = judge.score([p.prompt for p in data.val_pairs], [as_text(p.chosen) for p in data.val_pairs])
     assert_close(judged, chosen, rtol=0, atol=1e-5)
     card = (reward_run / "final" / "README.md").read_text()
     assert "pipeline_tag: text-classification" in card and "A reward model trained with **BradleyTerryLoss**" in card

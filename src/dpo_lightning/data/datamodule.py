@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from .collate import PackedPairCollator, PairCollator
 from .formats import PairFormat, PreferencePair
-from .readers import BUILTIN_PREFIX, BadRows, DataError, check_data_path, is_local, iter_rows
+from .readers import BUILTIN_PREFIX, BadRows, check_data_path, is_local, iter_rows
 from .resumable import ResumableLoader
 from .streaming import MixedStream, SourceStream, StreamingLoader
 from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
@@ -102,7 +102,7 @@ class PreferenceDataModule(LightningDataModule):
         self.report: dict[str, Any] = {}
         self.tokenizer = tokenizer
         self.pair_tokenizer = (
-            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode)  # chat: see `chat_pairs`
+            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode)  # chat: see `as_configured`
             if tokenizer
             else None
         )
@@ -141,28 +141,27 @@ class PreferenceDataModule(LightningDataModule):
 
     def read(self, path: str, split: str, bad_rows: BadRows) -> list[PreferencePair]:
         pairs = self.format.load(iter_rows(path, split, self.subset, self.data_dir), bad_rows)
-        return [p.as_chat() for p in pairs] if self.chat_template else pairs
+        return [self.as_configured(p) for p in pairs]
 
-    def stream_sources(self, pair_tokenizer: PairTokenizer, seed: int) -> list[tuple[SourceStream, float]]:
-        """This module's training pairs as a stream (with its weight in a mixture: 1)."""
+    def as_configured(self, pair: PreferencePair) -> PreferencePair:
+        """The pair as this source renders it: as chat turns with `chat_template` (each source of a mixture its own)."""
+        return pair.as_chat() if self.chat_template else pair
+
+    def source_stream(self, pair_tokenizer: PairTokenizer, seed: int) -> SourceStream:
+        """This module's training pairs as a stream, parsed (bad rows as `on_bad_row` says) and tokenized on the fly."""
         bad_rows = BadRows(self.on_bad_row)
 
         def to_pair(where: str, row: Any) -> TokenizedPair | None:
-            try:
-                if isinstance(row, DataError):
-                    raise row
-                pair = self.format.parse(row, where)
-            except DataError as error:
-                bad_rows.handle(error)
-                return None
-            if pair is None:
-                return None
-            return pair_tokenizer(pair.as_chat() if self.chat_template else pair)
+            pair = self.format.parse_row(where, row, bad_rows)
+            return None if pair is None else pair_tokenizer(self.as_configured(pair))
 
         def rows():
             return iter_rows(self.path, self.split, self.subset, self.data_dir, streaming=True)
 
-        return [(SourceStream(rows, to_pair, self.shuffle_buffer, seed), 1.0)]
+        return SourceStream(rows, to_pair, self.shuffle_buffer, seed)
+
+    def train_stream(self) -> MixedStream:
+        return MixedStream([self.source_stream(self.pair_tokenizer, self.seed)], [1.0], self.seed)
 
     def held_out_split(self, pairs: list[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
         n_val = max(1, math.ceil(len(pairs) * self.val_fraction)) if len(pairs) > 1 else 0
@@ -203,9 +202,7 @@ class PreferenceDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader | StreamingLoader:
         rank, world = self._rank_and_world()
         if self.streaming:
-            sources = self.stream_sources(self.pair_tokenizer, self.seed)
-            stream = MixedStream([s for s, _ in sources], [w for _, w in sources], self.seed)
-            self._train_loader = StreamingLoader(stream, self.batch_size, self.collator, rank, world)
+            self._train_loader = StreamingLoader(self.train_stream(), self.batch_size, self.collator, rank, world)
         else:
             self._train_loader = ResumableLoader(
                 self.train_tokens,

@@ -79,20 +79,21 @@ class PairFormat:
         """Dataset-level selection after parsing (default: keep all)."""
         return pairs
 
+    def parse_row(self, where: str, row: dict[str, Any] | DataError, bad_rows: BadRows) -> PreferencePair | None:
+        """One row as a pair; a bad one (or a reader's `DataError` in its place) goes to `bad_rows`, which raises
+        or counts it (then None, as for a row the format leaves out). Loading and streaming both read rows here."""
+        try:
+            if isinstance(row, DataError):
+                raise row
+            return self.parse(row, where)
+        except DataError as error:
+            bad_rows.handle(error)
+            return None
+
     def load(self, rows: Iterable[Row], bad_rows: BadRows | None = None) -> list[PreferencePair]:
         bad_rows = bad_rows or BadRows("error")
-        pairs = []
-        for where, row in rows:
-            try:
-                if isinstance(row, DataError):
-                    raise row
-                pair = self.parse(row, where)
-            except DataError as error:
-                bad_rows.handle(error)
-                continue
-            if pair is not None:
-                pairs.append(pair)
-        return self.select(pairs)
+        pairs = [self.parse_row(where, row, bad_rows) for where, row in rows]
+        return self.select([p for p in pairs if p is not None])
 
 
 @dataclass

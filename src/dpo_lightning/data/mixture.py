@@ -20,21 +20,11 @@ from typing import Any
 
 import torch
 
-from .datamodule import PreferenceDataModule
+from .datamodule import PreferenceDataModule, check_streaming
 from .formats import PreferencePair
-from .streaming import SOURCE_SEED_STRIDE, SourceStream
-from .tokenize import PairTokenizer
+from .streaming import SOURCE_SEED_STRIDE, MixedStream, largest_remainder
 
 log = logging.getLogger(__name__)
-
-
-def largest_remainder(weights: list[float], total: int) -> list[int]:
-    """Integer counts proportional to `weights` that sum to `total` exactly."""
-    exact = [w / sum(weights) * total for w in weights]
-    counts = [int(x) for x in exact]
-    for i in sorted(range(len(weights)), key=lambda i: exact[i] - counts[i], reverse=True)[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
 
 
 def draw(pairs: list[PreferencePair], count: int, seed: int) -> list[PreferencePair]:
@@ -82,8 +72,6 @@ class MixtureDataModule(PreferenceDataModule):
             source.streaming = self.streaming
             source.shuffle_buffer = self.shuffle_buffer
             if self.streaming:
-                from .datamodule import check_streaming
-
                 check_streaming(source)
 
     def load_pairs(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
@@ -134,9 +122,11 @@ class MixtureDataModule(PreferenceDataModule):
         """In the order of `TokenizedPair.source`: validation metrics are also logged per source under these."""
         return list(self.sources)
 
-    def stream_sources(self, pair_tokenizer: PairTokenizer, seed: int) -> list[tuple[SourceStream, float]]:
+    def train_stream(self) -> MixedStream:
+        """Every source's stream (its own seeds), interleaved by `weights` (or `pairs`, as proportions)."""
         weights = self.weights or self.pairs
-        return [
-            (source.stream_sources(pair_tokenizer, seed + i * SOURCE_SEED_STRIDE)[0][0], float(weights[name]))
-            for i, (name, source) in enumerate(self.sources.items())
+        streams = [
+            source.source_stream(self.pair_tokenizer, self.seed + i * SOURCE_SEED_STRIDE)
+            for i, source in enumerate(self.sources.values())
         ]
+        return MixedStream(streams, [float(weights[name]) for name in self.sources], self.seed)

@@ -197,7 +197,7 @@ def _dataset_rows(source: str, where: str, *args: Any, **kwargs: Any) -> Iterato
         for i, row in enumerate(ds):
             yield f"{where}{i}", row
     except (ValueError, OSError, datasets.exceptions.DatasetGenerationError) as e:
-        # datasets wraps arrow's errors; the row it stopped at is the next one.
+        # datasets wraps arrow's errors (an unreadable file or schema): the file is named, with arrow's own reason.
         cause = e.__cause__ or e
         yield source, DataError(source, None, f"unreadable ({type(cause).__name__}: {cause})", "unreadable_file")
 

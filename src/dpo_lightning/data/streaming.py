@@ -45,8 +45,6 @@ class SourceStream:
     def __init__(
         self, rows: Callable[[], Iterator], to_pair: Callable[[str, Any], TokenizedPair | None], window: int, seed: int
     ) -> None:
-        if window < 1:
-            raise ValueError(f"data.shuffle_buffer must be >= 1, got {window}")
         self.rows, self.to_pair, self.window, self.seed = rows, to_pair, window, seed
 
     def order(self, epoch: int, window: int, size: int) -> list[int]:
@@ -85,15 +83,19 @@ class SourceStream:
             state = {"epoch": state["epoch"] + 1, "window": 0, "start_row": 0, "taken": 0}
 
 
+def largest_remainder(weights: list[float], total: int) -> list[int]:
+    """Integer counts proportional to `weights` that sum to `total` exactly."""
+    exact = [w / sum(weights) * total for w in weights]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: exact[i] - counts[i], reverse=True)[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
 def block_labels(weights: list[float], block: int, seed: int) -> list[int]:
     """The sources of one block of `MIX_BLOCK` mixed pairs: source i appears round(w_i * MIX_BLOCK) times (largest
     remainders), in a seeded order."""
-    total = sum(weights)
-    exact = [w / total * MIX_BLOCK for w in weights]
-    counts = [int(x) for x in exact]
-    by_remainder = sorted(range(len(weights)), key=lambda i: exact[i] - counts[i], reverse=True)
-    for i in by_remainder[: MIX_BLOCK - sum(counts)]:
-        counts[i] += 1
+    counts = largest_remainder(weights, MIX_BLOCK)
     labels = torch.repeat_interleave(torch.arange(len(weights)), torch.tensor(counts))
     order = torch.randperm(MIX_BLOCK, generator=torch.Generator().manual_seed(seed * 31 + block))
     return labels[order].tolist()
@@ -109,12 +111,11 @@ class MixedStream:
         state = state or {"draws": 0, "sources": [None] * len(self.sources)}
         positions = list(state["sources"])
         iters = [s.pairs(p) for s, p in zip(self.sources, positions)]
-        draws = state["draws"]
+        draws, labels = state["draws"], [0] * MIX_BLOCK  # a single source: every draw is its own
         while True:
-            if len(self.sources) == 1:
-                source = 0
-            else:
-                source = block_labels(self.weights, draws // MIX_BLOCK, self.seed)[draws % MIX_BLOCK]
+            if len(self.sources) > 1 and (draws % MIX_BLOCK == 0 or draws == state["draws"]):
+                labels = block_labels(self.weights, draws // MIX_BLOCK, self.seed)  # once per block
+            source = labels[draws % MIX_BLOCK]
             pair, positions[source] = next(iters[source])
             draws += 1
             yield pair, {"draws": draws, "sources": list(positions)}

@@ -13,6 +13,11 @@ from .intervals import bca_mean, proportion
 Prompt = str | list[dict[str, str]]
 
 
+def as_text(value: Prompt) -> str:
+    """A text, or chat messages as their contents one per line (for a judge without a chat template)."""
+    return value if isinstance(value, str) else "\n".join(m["content"] for m in value)
+
+
 class RewardJudge:
     """Scores responses with a reward model: its single logit, or log p(last label) for a multi-label classifier.
 
@@ -52,8 +57,7 @@ class RewardJudge:
 
     def render(self, prompt: Prompt, response: str) -> str:
         if not self.chat:
-            text = prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
-            return f"{text}{response}"
+            return f"{as_text(prompt)}{response}"
         turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         text = self.tokenizer.apply_chat_template(turns + [{"role": "assistant", "content": response}], tokenize=False)
         eos = self.tokenizer.eos_token

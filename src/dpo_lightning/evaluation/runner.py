@@ -22,7 +22,7 @@ from ..models.loading import load_tokenizer
 from .auto_judge import cached_judge
 from .generation import Generated, generate, sampled_kl
 from .intervals import MEAN_METHOD, PROPORTION_METHOD
-from .judge import RewardJudge, judge_accuracy, win_rate
+from .judge import RewardJudge, as_text, judge_accuracy, win_rate
 from .report import log_to_wandb, make_plots, write_html, write_markdown
 from .scoring import implicit_rewards, preference_accuracy, reward_statistics, score_pairs
 
@@ -241,15 +241,11 @@ def judge_generations(
     result["accuracy_on_pairs"] = judge_accuracy(
         judge,
         [p.prompt for p in pairs],
-        [response_text(p.chosen) for p in pairs],
-        [response_text(p.rejected) for p in pairs],
+        [as_text(p.chosen) for p in pairs],
+        [as_text(p.rejected) for p in pairs],
         cfg.confidence,
     )
     return result
-
-
-def response_text(response: str | list[dict[str, str]]) -> str:
-    return response if isinstance(response, str) else "\n".join(m["content"] for m in response)
 
 
 def write_outputs(
