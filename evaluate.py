@@ -11,7 +11,7 @@ from dpo_lightning.evaluation import evaluate
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float:
-    return evaluate(cfg)["dpo"]["preference_accuracy"]
+    return evaluate(cfg).dpo["preference_accuracy"]
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
     python bench/throughput.py --preset gpu          # GPU: 1B Llama shape, bf16, batch 8, max_length 1024
 
 Variant options: ours:packing=false (the textbook layout), checkpointing=true (activation checkpointing; TRL too),
-compile=true, precompute_ref=true (reference log-probs computed before the timed steps, reference freed),
+compile=true (each decoder layer, compiled once), head=auto|<n> (the LM head's vocabulary tile: auto is one or two
+large tiles on a GPU; default 8192), sync_free=true (no host sync in the step), light=true (compile, head=auto and
+sync_free together: `module=fast`), precompute_ref=true (reference log-probs computed before the timed steps,
+reference freed),
 lora=true (LoRA r=16 on every linear layer, no reference copy; memory against full fine-tuning),
 precision=bf16-mixed, dtype=float32|bfloat16 (weights), optim=foreach (the multi-tensor AdamW, on either side,
 instead of the fused one); trl:padding_free=true, trl:precompute_ref=true (TRL's precompute_ref_log_probs: no

@@ -28,6 +28,8 @@ def sync(device: str) -> None:
 
 def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -> list[float]:
     """Train on `pairs`; the end time of every step. One-off costs outside the steps go into `info`."""
+    if opts.get("light") == "true":  # the host-light step (conf/module/fast.yaml)
+        opts = {"compile": "true", "head": "auto", "sync_free": "true", **opts}
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -72,6 +74,8 @@ def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -
         activation_checkpointing=opts.get("checkpointing") == "true",
         compile=opts.get("compile") == "true",
         separate_halves=opts.get("separate_halves", "true") == "true",
+        head_vocab_chunk_size=_head_tile(opts.get("head", "8192")),
+        sync_free=opts.get("sync_free") == "true",
     )
     ends: list[float] = []
     profiler = None
@@ -110,6 +114,11 @@ def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -
     )
     trainer.fit(module, train_dataloaders=loader)
     return ends
+
+
+def _head_tile(value: str) -> int | str:
+    """head=auto (the GPU default: one or two large tiles) or a number of vocabulary entries per tile."""
+    return value if value == "auto" else int(value)
 
 
 def trl_trainer_class():

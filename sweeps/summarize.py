@@ -96,13 +96,20 @@ FRONTIER = [
     "win_low",
     "win_high",
     "judge_accuracy",
+    "opening_share",
+    "distinct_2",
+    "logp_chosen_change",
+    "warnings",
 ]
 
 
 def frontier_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """Per evaluated job: KL(pi || pi_ref) per sequence and the judge's mean reward of the same temperature-1
-    samples (BCa interval), and its greedy win rate over base (Wilson); then the base model itself at KL 0."""
-    rows, base = [], []
+    samples (BCa interval), its greedy win rate over base (Wilson), and where the recipe starts to collapse: the
+    share of greedy answers opening with the most common 3 words, distinct-2, the change in per-token log-prob of
+    the held-out chosen answers (likelihood displacement when negative) and the number of warnings raised; then the
+    base model itself at KL 0."""
+    rows, base, base_diversity = [], [], []
     for path in sorted(sweep_dir.glob("*/eval/metrics.json")):
         ev = json.loads(path.read_text())
         if not ev.get("judge"):
@@ -124,9 +131,14 @@ def frontier_rows(sweep_dir: Path) -> list[dict[str, Any]]:
                 "win_low": greedy["ci_low"],
                 "win_high": greedy["ci_high"],
                 "judge_accuracy": ev["judge"]["accuracy_on_pairs"]["value"],
+                "opening_share": ev["diversity"]["dpo"]["opening_share"]["value"],
+                "distinct_2": ev["diversity"]["dpo"]["distinct_2"]["value"],
+                "logp_chosen_change": ev["displacement"]["chosen"]["change"]["value"],
+                "warnings": len(ev.get("warnings") or []),
             }
         )
         base.append(t1["reward_base"])
+        base_diversity.append(ev["diversity"]["base"])
     if base:  # the same base model and seeded samples in every job: one point
         b = base[0]
         rows.append(
@@ -143,6 +155,10 @@ def frontier_rows(sweep_dir: Path) -> list[dict[str, Any]]:
                 "win_low": None,
                 "win_high": None,
                 "judge_accuracy": None,
+                "opening_share": base_diversity[0]["opening_share"]["value"],
+                "distinct_2": base_diversity[0]["distinct_2"]["value"],
+                "logp_chosen_change": 0.0,
+                "warnings": None,
             }
         )
     return rows

@@ -7,7 +7,6 @@ attention, the model's quantization and source), turning their errors into a `Co
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -15,10 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from .batches import check_packed_attention
-from .data.readers import is_local
+from .hub import is_hub_id, looks_local
 from .lm_head import check_tile_size
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
 class ConfigError(ValueError):
@@ -48,6 +45,18 @@ def validate_config(cfg: DictConfig) -> None:
     validate_model_source(cfg.model)
 
 
+def config_dir() -> Path:
+    """The folder of the Hydra configs: the repository's conf/, which the package also ships as `dpo_lightning/conf`
+    (a link in a source checkout, a copy in an installed wheel). The one place code outside the entry points finds
+    the configs (e.g. `judge=auto` composing conf/reward.yaml)."""
+    from importlib import resources
+
+    found = Path(str(resources.files("dpo_lightning") / "conf"))
+    if not (found / "train.yaml").is_file():
+        raise FileNotFoundError(f"dpo_lightning's configs are missing: {found} holds no train.yaml")
+    return found
+
+
 def validate_model_source(model: DictConfig) -> None:
     """`model.init_from` is a finished run; else `model.name_or_path` is a local model folder or a hub id."""
     init_from = model.get("init_from")
@@ -58,10 +67,10 @@ def validate_model_source(model: DictConfig) -> None:
         return
     name = model.get("name_or_path")
     if name and not str(name).startswith("embedded:"):
-        if is_local(str(name)):
+        if looks_local(str(name)):
             if not Path(str(name)).expanduser().is_dir():
                 raise ConfigError(f"model.name_or_path: {name} is not a local model folder (one holding config.json)")
-        elif not HUB_ID.match(str(name)):
+        elif not is_hub_id(str(name)):
             raise ConfigError(f"model.name_or_path: {name!r} is neither a local folder nor a hub id like 'org/model'")
 
 

@@ -13,13 +13,29 @@ from torch.nn import functional as F
 
 # Tiles: rows (response tokens) x vocabulary entries. One tile's fp32 logits are 128 MB at these sizes.
 TOKEN_CHUNK, VOCAB_CHUNK = 4096, 8192
+# `head_vocab_chunk_size: auto` on a GPU: tiles of up to this many logits (1 GiB in fp32), so a typical batch's head
+# is one or two tiles (a few large kernels) instead of 16 slices of small ones; on a CPU, VOCAB_CHUNK.
+GPU_TILE_ELEMENTS = 1 << 28
 
 
-def check_tile_size(name: str, value: object) -> int:
-    """A tile size must be an integer >= 1 (`module.head_chunk_size`, `module.head_vocab_chunk_size`)."""
+def check_tile_size(name: str, value: object) -> int | str:
+    """A tile size must be an integer >= 1 (`module.head_chunk_size`, `module.head_vocab_chunk_size`); the vocabulary
+    tile may also be `auto`."""
+    if name == "head_vocab_chunk_size" and value == "auto":
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"module.{name} (the LM head's tile size) must be an integer >= 1, got {value!r}")
     return value
+
+
+def vocab_tile(setting: int | str, rows: int, vocab: int, device: torch.device) -> int:
+    """The vocabulary entries per tile: the setting, or for `auto` the largest tile of at most GPU_TILE_ELEMENTS
+    logits on a GPU (the whole vocabulary when it fits), and VOCAB_CHUNK on a CPU."""
+    if setting != "auto":
+        return int(setting)
+    if device.type != "cuda":
+        return VOCAB_CHUNK
+    return min(vocab, max(VOCAB_CHUNK, GPU_TILE_ELEMENTS // max(1, rows)))
 
 
 def upcast(x: Tensor) -> Tensor:

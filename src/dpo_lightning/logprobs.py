@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .batches import PairBatch, TextbookBatch
-from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK, ChunkedTokenLogps, check_tile_size, upcast
+from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK, ChunkedTokenLogps, check_tile_size, upcast, vocab_tile
 from .losses.base import PairLogps
 
 log = logging.getLogger(__name__)
@@ -128,23 +128,28 @@ def _fused_head_applies(model: nn.Module) -> bool:
     return False
 
 
-def token_logps(states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int = VOCAB_CHUNK) -> Tensor:
+def token_logps(
+    states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int | str = VOCAB_CHUNK
+) -> Tensor:
     """log p(target) at every response position, [N], in at least fp32."""
     if states.logits is not None:
         return upcast(states.logits).log_softmax(-1).gather(-1, states.targets[:, None]).squeeze(-1)
-    return ChunkedTokenLogps.apply(
-        states.hidden, states.head.weight, states.head.bias, states.targets, chunk_size, vocab_chunk_size
-    )
+    weight = states.head.weight
+    rows = min(chunk_size, states.hidden.shape[0])
+    vocab = vocab_tile(vocab_chunk_size, rows, weight.shape[0], weight.device)
+    return ChunkedTokenLogps.apply(states.hidden, weight, states.head.bias, states.targets, chunk_size, vocab)
 
 
 def sequence_logps(
-    states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int = VOCAB_CHUNK
+    states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int | str = VOCAB_CHUNK
 ) -> SequenceLogps:
     per_token = token_logps(states, chunk_size, vocab_chunk_size)
     return SequenceLogps(_per_row(per_token, states), _per_row(torch.ones_like(per_token), states))
 
 
-def pair_logps(states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int = VOCAB_CHUNK) -> PairLogps:
+def pair_logps(
+    states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int | str = VOCAB_CHUNK
+) -> PairLogps:
     """Per-pair summed log-probs and token counts: rows 0..B-1 are the chosen responses, B..2B-1 the rejected."""
     seq = sequence_logps(states, chunk_size, vocab_chunk_size)
     half = states.n_rows // 2
@@ -185,7 +190,7 @@ class PairScorer:
 
     fused_head: bool = True
     chunk_size: int = TOKEN_CHUNK
-    vocab_chunk_size: int = VOCAB_CHUNK
+    vocab_chunk_size: int | str = VOCAB_CHUNK  # or "auto" (lm_head.vocab_tile)
     separate_halves: bool = True
 
     def __post_init__(self) -> None:

@@ -49,6 +49,7 @@ class PreferenceMetrics(Metric):
         self.extra_names = tuple(extra_names)
         for name in (*self.names, "pairs", "kl_sum", "kl_tokens"):
             self.add_state(_state(name), default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.has_kl = False  # known on the host, so computing never reads a device value
 
     def _add(self, name: str, value: Tensor | float) -> None:
         key = _state(name)
@@ -62,16 +63,20 @@ class PreferenceMetrics(Metric):
             self._add(name, out.extras[name])
         self._add("pairs", float(out.losses.numel()))
         if token_kl is not None:
+            self.has_kl = True
             self._add("kl_sum", token_kl)
             self._add("kl_tokens", float(token_kl.numel()))
 
     def compute(self) -> dict[str, Tensor]:
         pairs = getattr(self, _state("pairs")).clamp(min=1)
         out = {name: (getattr(self, _state(name)) / pairs).float() for name in self.names}
-        tokens = getattr(self, _state("kl_tokens"))
-        if tokens > 0:
-            out[KL] = (getattr(self, _state("kl_sum")) / tokens).float()
+        if self.has_kl:
+            out[KL] = (getattr(self, _state("kl_sum")) / getattr(self, _state("kl_tokens")).clamp(min=1)).float()
         return out
+
+    def reset(self) -> None:
+        super().reset()
+        self.has_kl = False
 
 
 def log_metrics(module: Any, metrics: Metric, prefix: str, on_step: bool) -> None:

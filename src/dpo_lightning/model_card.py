@@ -1,28 +1,31 @@
-"""The model card of every export: `final/README.md` in Hugging Face model-card form, and the optional Hub push.
+"""The model card of every export: `final/README.md` in Hugging Face model-card form.
 
 The card is rendered from what the run left in its directory (config.yaml, metrics.json, data_report.json and,
 once `evaluate.py` has run, eval/metrics.json), so train.py and evaluate.py write the same card and evaluate.py
-only adds its section. `push_to_hub` uploads `final/` with the card (`hub.repo_id`, off by default); the token
-comes from `hub.token`, HF_TOKEN or the stored login, and is never printed.
+only adds its section. The text is a template shipped with the package (`templates/policy_card.md`,
+`templates/reward_card.md`: Markdown with `$placeholders`); this module only fills in the values. Pushing the card
+to the Hub is `hub.push_to_hub`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import yaml
 
 from .data.readers import BUILTIN_PREFIX
+from .hub import is_hub_id
 from .redaction import redact_text
 
 log = logging.getLogger(__name__)
 
 # Embedded models -> the Hub id of the model they are a copy of (the card's base_model).
 EMBEDDED_ORIGINS = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-HUB_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./")
 
 
 def _read(path: Path) -> Any:
@@ -31,16 +34,15 @@ def _read(path: Path) -> Any:
     return yaml.safe_load(path.read_text()) if path.suffix == ".yaml" else json.loads(path.read_text())
 
 
-def _is_hub_id(name: Any) -> bool:
-    text = str(name or "")
-    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and set(text) <= HUB_ID_CHARS
+def template(name: str) -> Template:
+    return Template((resources.files("dpo_lightning") / "templates" / name).read_text())
 
 
 def base_model(config: dict[str, Any]) -> str | None:
     model = config.get("model") or {}
     name = model.get("name_or_path")
     name = EMBEDDED_ORIGINS.get(str(name), name)
-    return name if _is_hub_id(name) else None
+    return name if is_hub_id(name) and "/" in str(name) else None
 
 
 def model_name(config: dict[str, Any]) -> str:
@@ -96,60 +98,46 @@ def render_card(run_dir: Path, evaluation: dict[str, Any] | None = None) -> str:
         "tags": ["dpo_lightning", "reward-model" if reward_model else "dpo", "preference-optimization"]
         + [_target_name(loss)],
         **({"base_model": base} if base else {}),
-        **({"datasets": hubs} if (hubs := [s["path"] for s in sources if _is_hub_id(s["path"])]) else {}),
+        **({"datasets": hubs} if (hubs := [s["path"] for s in sources if is_hub_id(s["path"])]) else {}),
     }
     trainer, data = config.get("trainer") or {}, config.get("data") or {}
-    lines = [
-        "---",
-        yaml.safe_dump(front, sort_keys=False).strip(),
-        "---",
-        "",
-        f"# {run_dir.name}",
-        "",
-        f"A {'reward model' if reward_model else 'policy'} trained with **{_target_name(loss)}** (dpo_lightning) "
-        f"from `{model_name(config)}`" + (f" (base model: [{base}](https://huggingface.co/{base}))." if base else "."),
-        "",
-        "## Training data",
-        "",
-        "| source | read from | split | training pairs | validation pairs | weight |",
-        "|---|---|---|---:|---:|---:|",
-        *(
-            f"| {s['name']} | `{s['path']}` | {s['split'] or '-'} | {s['train'] if s['train'] is not None else '-'} "
-            f"| {s['val'] if s['val'] is not None else '-'} | {s['weight'] if s['weight'] is not None else '-'} |"
+    dash = lambda v: "-" if v is None else v  # noqa: E731
+    values = {
+        "front_matter": yaml.safe_dump(front, sort_keys=False).strip(),
+        "title": run_dir.name,
+        "loss_name": _target_name(loss),
+        "loss_settings": _settings(loss),
+        "start_model": model_name(config),
+        "base_link": f" (base model: [{base}](https://huggingface.co/{base}))" if base else "",
+        "data_rows": "\n".join(
+            f"| {s['name']} | `{s['path']}` | {s['split'] or '-'} | {dash(s['train'])} | {dash(s['val'])} "
+            f"| {dash(s['weight'])} |"
             for s in sources
         ),
-        "",
-        "## Training",
-        "",
-        f"- Loss: `{_target_name(loss)}` ({_settings(loss)})",
-        f"- Optimizer: `{_target_name(config.get('optimizer'))}` ({_settings(config.get('optimizer'))})",
-        f"- Scheduler: `{_target_name(config.get('scheduler'))}` ({_settings(config.get('scheduler'))})",
-        f"- Batch: {data.get('batch_size')} pairs x {trainer.get('accumulate_grad_batches', 1)} accumulation x "
+        "optimizer_name": _target_name(config.get("optimizer")),
+        "optimizer_settings": _settings(config.get("optimizer")),
+        "scheduler_name": _target_name(config.get("scheduler")),
+        "scheduler_settings": _settings(config.get("scheduler")),
+        "batch": f"{data.get('batch_size')} pairs x {trainer.get('accumulate_grad_batches', 1)} accumulation x "
         f"{trainer.get('devices', 1)} device(s); max_length {data.get('max_length')}, packing {data.get('packing')}",
-        f"- Length: {trainer.get('max_epochs')} epoch(s), max_steps {trainer.get('max_steps')}; precision "
+        "length": f"{trainer.get('max_epochs')} epoch(s), max_steps {trainer.get('max_steps')}; precision "
         f"{trainer.get('precision')}; seed {config.get('seed')}",
-        f"- Parameters trained: {'LoRA (' + _settings(peft) + ')' if peft else 'all (full fine-tuning)'}",
-        "",
-        "## Final metrics (validation)",
-        "",
-        "| metric | value |",
-        "|---|---:|",
-        *(f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items()) if k.startswith("val/")),
-        "",
-    ]
-    if evaluation:
-        lines += evaluation_section(evaluation)
-    lines += [
-        "## Use",
-        "",
-        "```python",
-        *usage(bool(peft), reward_model),
-        "```",
-        "",
-        "Trained with `python train.py " + " ".join(_read(run_dir / ".hydra" / "overrides.yaml") or []) + "`.",
-        "",
-    ]
-    return redact_text("\n".join(lines))
+        "parameters": f"LoRA ({_settings(peft)})" if peft else "all (full fine-tuning)",
+        "metric_rows": "\n".join(f"| {k} | {v:.4g} |" for k, v in sorted(metrics.items()) if k.startswith("val/")),
+        "evaluation": "\n".join(evaluation_section(evaluation)) + "\n" if evaluation else "",
+        "usage": "\n".join(usage(bool(peft), reward_model)),
+        "command": command(run_dir, config),
+    }
+    card = template("reward_card.md" if reward_model else "policy_card.md").substitute(values)
+    return redact_text(card)
+
+
+def command(run_dir: Path, config: dict[str, Any]) -> str:
+    """The command line that trained the run: its entry point (from Hydra's record of the job) and overrides."""
+    hydra = _read(run_dir / ".hydra" / "hydra.yaml") or {}
+    name = ((hydra.get("hydra") or {}).get("job") or {}).get("name")
+    entry = f"{name}.py" if name else ("train_reward.py" if config.get("model_head") else "train.py")
+    return " ".join(["python", entry, *(_read(run_dir / ".hydra" / "overrides.yaml") or [])])
 
 
 def usage(peft: bool, reward_model: bool) -> list[str]:
@@ -170,31 +158,22 @@ def usage(peft: bool, reward_model: bool) -> list[str]:
 
 
 def evaluation_section(ev: dict[str, Any]) -> list[str]:
-    base, dpo, reward = ev["base"], ev["dpo"], ev["implicit_reward"]["accuracy"]
+    """The evaluation's summary rows and warnings (eval/metrics.json, written from `EvaluationResult`)."""
+    from .evaluation.result import summary_table
+
+    header, cells = summary_table(ev.get("summary") or [])
     lines = [
         "## Evaluation (evaluate.py)",
         "",
-        f"On {ev['pairs']} held-out pairs ({ev['data']}):",
+        f"On {ev['pairs']} held-out pairs ({ev['data']}); {ev.get('confidence', 0.95):.0%} intervals.",
         "",
-        "| | base | DPO |",
-        "|---|---:|---:|",
-        f"| preference accuracy (summed log-prob) | {base['preference_accuracy']:.3f} "
-        f"| {dpo['preference_accuracy']:.3f} |",
-        f"| preference accuracy (per token) | {base['preference_accuracy_normalized']:.3f} "
-        f"| {dpo['preference_accuracy_normalized']:.3f} |",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in cells),
         "",
-        f"- Implicit-reward accuracy: {reward['value']:.3f} [{reward['ci_low']:.3f}, {reward['ci_high']:.3f}]"
-        f" ({ev.get('confidence', 0.95):.0%} Wilson interval)",
-        f"- KL(DPO || base): {ev['kl']['kl_per_token']:.4f} per response token",
     ]
-    judge = ev.get("judge")
-    if judge:
-        g, acc = judge["greedy"], judge["accuracy_on_pairs"]
-        lines += [
-            f"- Judged win rate over base ({judge['model']}, greedy, {g['wins']}/{g['ties']}/{g['losses']} W/T/L): "
-            f"{g['win_rate']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]; the judge's accuracy on the held-out "
-            f"pairs: {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]",
-        ]
+    warnings = ev.get("warnings") or []
+    lines += ["**Warnings:**", "", *(f"- ⚠ {w}" for w in warnings)] if warnings else ["No evaluation warning raised."]
     return [*lines, ""]
 
 
@@ -204,34 +183,3 @@ def write_model_card(run_dir: str | Path, evaluation: dict[str, Any] | None = No
     card.write_text(render_card(run_dir, evaluation))
     log.info("Model card written to %s", card)
     return card
-
-
-def push_to_hub(
-    run_dir: str | Path,
-    repo_id: str,
-    private: bool = True,
-    token: str | None = None,
-    revision: str | None = None,
-    commit_message: str = "Upload a policy trained with dpo_lightning",
-    only_card: bool = False,
-) -> str:
-    """Upload `final/` (or only its card) to the Hub model repository `repo_id`, creating it if needed."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    final = Path(run_dir) / "final"
-    if only_card:
-        result = api.upload_file(
-            path_or_fileobj=str(final / "README.md"),
-            path_in_repo="README.md",
-            repo_id=repo_id,
-            revision=revision,
-            commit_message="Update the model card with the evaluation",
-        )
-    else:
-        result = api.upload_folder(
-            folder_path=str(final), repo_id=repo_id, revision=revision, commit_message=commit_message
-        )
-    log.info("Pushed %s to https://huggingface.co/%s", "the card" if only_card else final, repo_id)
-    return str(result)

@@ -7,22 +7,20 @@ from dataclasses import fields
 from typing import Any
 
 import torch
-from lightning import LightningModule
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from torch import Tensor, nn
 from torch.nn.attention import sdpa_kernel
 
 from .batches import PairBatch
-from .checkpointing import restore_rng_states, save_rng_states
 from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK
 from .logprobs import SDPA_BACKENDS, PairScorer, unwrap
 from .losses import LossOutput, PairLogps, PreferenceLoss
 from .metrics import PreferenceMetrics, log_metrics
-from .optim import configure_optimizers
+from .policy_module import PolicyModule
 from .reference import NoReference, Reference, build_reference
 
 
-class DPOModule(LightningModule):
+class DPOModule(PolicyModule):
     """Trains `policy` with `loss` against a reference (see `reference.py`): by default a frozen copy of the policy
     as given (its starting weights), or for a PEFT policy the same weights with the adapter disabled (no second copy);
     `reference=` a frozen model to use instead, or a ready `Reference`.
@@ -42,7 +40,7 @@ class DPOModule(LightningModule):
         reference: nn.Module | Reference | None = None,
         fused_head: bool = True,
         head_chunk_size: int = TOKEN_CHUNK,
-        head_vocab_chunk_size: int = VOCAB_CHUNK,
+        head_vocab_chunk_size: int | str = VOCAB_CHUNK,
         separate_halves: bool = True,
         compute_kl: bool = True,
         disable_dropout: bool = True,
@@ -50,11 +48,11 @@ class DPOModule(LightningModule):
         ref_cache_dir: str | None = None,
         activation_checkpointing: bool = False,
         compile: bool = False,
+        sync_free: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(policy, optimizer, scheduler, disable_dropout, sync_free)
         self.scorer = PairScorer(fused_head, head_chunk_size, head_vocab_chunk_size, separate_halves)
-        self.policy, self.loss_fn = policy, loss
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss_fn = loss
         # Built before the policy is changed below (checkpointing, compile): a frozen copy is of the policy as given.
         self.reference = (
             reference
@@ -64,10 +62,6 @@ class DPOModule(LightningModule):
         if loss.requires_reference and isinstance(self.reference, NoReference):
             raise ValueError(f"{type(loss).__name__} needs a reference")
         self.compute_kl = compute_kl and self.reference.has_token_kl
-        if disable_dropout:  # dropout makes log-probs noisy; DPO implementations turn it off
-            for m in policy.modules():
-                if isinstance(m, nn.Dropout):
-                    m.p = 0.0
         if activation_checkpointing:  # recompute each decoder layer in backward: less memory, ~30% more compute
             unwrap(policy).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if compile:
@@ -76,8 +70,6 @@ class DPOModule(LightningModule):
         self.train_metrics = PreferenceMetrics(loss.extra_metrics)
         self.val_metrics = PreferenceMetrics(loss.extra_metrics)
         self.strict_loading = False  # checkpoints hold no reference weights
-        self.validated_at_step = -1
-        self.last_loss: Tensor | None = None  # the last micro-batch's loss (on device), for the non-finite guard
 
     # -- the step: policy -> reference -> loss ---------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> tuple[LossOutput, PairLogps, Tensor | None]:
@@ -99,6 +91,7 @@ class DPOModule(LightningModule):
         self.reference.prepare(self)
 
     def setup(self, stage: str) -> None:
+        self.reference.setup(self)  # before a strategy shards the weights (the precomputed reference's cache key)
         # A mixture's validation is also measured per source (val/<source>/...), beside the pooled val/ metrics.
         names = getattr(getattr(self.trainer, "datamodule", None), "source_names", None) or []
         if len(names) > 1 and not hasattr(self, "val_source_metrics"):
@@ -114,24 +107,15 @@ class DPOModule(LightningModule):
         return out.losses.mean()
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
-        loss = self._update(self.train_metrics, batch)
-        self.last_loss = loss.detach()
-        return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Called once per optimizer step, after all accumulated micro-batches: log their exact aggregate.
-        log_metrics(self, self.train_metrics, "train", on_step=True)
-        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return self.remember_loss(self._update(self.train_metrics, batch))
 
     def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
         self._update(self.val_metrics, batch, getattr(self, "val_source_metrics", None))
 
     def on_validation_epoch_end(self) -> None:
-        log_metrics(self, self.val_metrics, "val", on_step=False)
         for name, source_metrics in getattr(self, "val_source_metrics", {}).items():
             log_metrics(self, source_metrics, f"val/{name}", on_step=False)
-        if not self.trainer.sanity_checking:
-            self.validated_at_step = self.trainer.global_step
+        super().on_validation_epoch_end()
 
     # -- modes, optimizers, checkpoints --------------------------------------------------------------------
     def configure_gradient_clipping(
@@ -142,21 +126,21 @@ class DPOModule(LightningModule):
     ) -> None:
         # FSDP shards the gradients, so their norm is FSDP's own collective (Lightning's default refuses here).
         fsdp = isinstance(self.trainer.strategy, FSDPStrategy)
-        if gradient_clip_val and (gradient_clip_algorithm or "norm") == "norm" and fsdp:
+        norm = gradient_clip_val and (gradient_clip_algorithm or "norm") == "norm"
+        if norm and fsdp:
             self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
             return
+        if norm and not isinstance(self.trainer.strategy, DeepSpeedStrategy):
+            # Lightning's clipping with multi-tensor kernels on every device (on a CPU it loops over the parameters)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val, foreach=True)
+            return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self.policy, self.optimizer_factory, self.scheduler_factory, self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
         checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("reference.")}
-        save_rng_states(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        restore_rng_states(checkpoint)  # resume with the random state the interrupted run had at its checkpoint
+        super().on_save_checkpoint(checkpoint)
 
 
 def pair_subset(out: LossOutput, policy: PairLogps, keep: Tensor) -> tuple[LossOutput, PairLogps]:

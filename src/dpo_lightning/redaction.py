@@ -32,18 +32,31 @@ def secret_values() -> list[str]:
     )
 
 
+# A decimal number with a point or an exponent is a measurement (val/preference/accuracy_per_token: 0.92), never
+# a credential, and stays readable; so do null and the booleans.
+NOT_SECRET = re.compile(
+    r"""^["']?(?:-?\d*\.\d+(?:e[+-]?\d+)?|-?\d+e[+-]?\d+|-?\d+\.|null|none|true|false)["']?$""", re.I
+)
+
+
 def redact_text(text: str) -> str:
     for value in secret_values():
         text = text.replace(value, MASK)
     text = TOKEN_LIKE.sub(MASK, text)
-    return KEY_VALUE.sub(lambda m: m.group("key") + m.group("sep") + MASK, text)
+
+    def mask(m: re.Match) -> str:
+        return m.group(0) if NOT_SECRET.match(m.group("value")) else m.group("key") + m.group("sep") + MASK
+
+    return KEY_VALUE.sub(mask, text)
 
 
 def redact(obj: Any) -> Any:
     """A copy of a config container (dicts, lists, strings) with every secret masked."""
     if isinstance(obj, dict):
         return {
-            k: MASK if isinstance(k, str) and SECRET_KEY.search(k) and v not in (None, "") else redact(v)
+            k: MASK
+            if isinstance(k, str) and SECRET_KEY.search(k) and v not in (None, "") and not isinstance(v, float)
+            else redact(v)
             for k, v in obj.items()
         }
     if isinstance(obj, list):

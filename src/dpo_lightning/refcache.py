@@ -109,17 +109,42 @@ class ReferenceLogps:
             return cls.empty()
 
 
+# Odd multipliers of the weight checksum (any odd number is invertible modulo 2**64).
+_MIX = ((0x9E3779B97F4A7C15 - (1 << 64), 0x632BE59BD9B4E019), (0xD6E8FEB86659FD93 - (1 << 64), 0x7F4A7C159E3779B9))
+_CHUNK = 1 << 24  # elements reduced at a time (a few 128 MB int64 temporaries on the device)
+
+
 def fingerprint(model: nn.Module, extra: str = "") -> str:
-    """A hash of the model's parameters and buffers (names, dtypes, shapes, bytes), its config and `extra`."""
+    """A hash of the model's parameters and buffers (names, dtypes, shapes, and a checksum of their bits), its
+    config and `extra`. Each tensor is reduced where it lives (a GPU's weights never travel to the host: 16 bytes
+    per tensor do), by `weight_checksum`, which changes whenever any single value changes."""
     h = hashlib.blake2b(digest_size=16)
     config = getattr(model, "config", None)
     h.update((config.to_json_string() if config is not None else type(model).__name__).encode())
     h.update(extra.encode())
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     for name, t in sorted(tensors, key=lambda item: item[0]):
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{weight_checksum(t)}".encode())
     return h.hexdigest()
+
+
+@torch.no_grad()
+def weight_checksum(t: Tensor) -> str:
+    """Two position-weighted sums of the tensor's bits, sum_i bits_i * (a_k * i + b_k | 1) modulo 2**64, computed on
+    the tensor's device. Integer arithmetic wraps exactly, so the result is the same on every device and in any
+    reduction order. Changing one value changes its bits by d, 0 < |d| < 2**32, and each sum by d times an odd
+    number, which is never 0 modulo 2**64: any single-value change changes the checksum."""
+    flat = t.detach().reshape(-1)
+    width = flat.element_size()
+    as_int = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[width]
+    bits = flat.view(as_int) if flat.dtype != torch.bool else flat.to(torch.uint8)
+    sums = [torch.zeros((), dtype=torch.int64, device=flat.device) for _ in _MIX]
+    for start in range(0, bits.numel(), _CHUNK):
+        chunk = bits[start : start + _CHUNK].to(torch.int64)
+        index = torch.arange(start, start + chunk.numel(), dtype=torch.int64, device=flat.device)
+        for k, (a, b) in enumerate(_MIX):
+            sums[k] += (chunk * ((index * a + b) | 1)).sum()
+    return "-".join(f"{int(x) & ((1 << 64) - 1):016x}" for x in sums)
 
 
 def compute(
@@ -128,16 +153,34 @@ def compute(
     have: ReferenceLogps,
     rank: int = 0,
     world_size: int = 1,
+    lockstep: bool = False,
 ) -> ReferenceLogps:
     """Score (with `score(batch) -> (chosen, rejected)`) the batches this rank owns whose pairs are not all in
     `have`; batch i belongs to rank i % world_size. A batch is anything with `pair_keys` (the layouts of
-    `batches`). Returns only the new entries, gathered from every rank."""
+    `batches`). Returns only the new entries, gathered from every rank.
+
+    `lockstep` (a model sharded across the ranks, whose forward is collective): every rank calls `score` equally
+    often, the ranks with fewer batches of their own scoring one again and discarding the result."""
     keys, chosen, rejected = [], [], []
+    mine, first = [], None
     for i, batch in enumerate(batches):
-        if i % world_size != rank or have.covers(batch.pair_keys):
+        first = batch if first is None else first
+        if i % world_size == rank and not have.covers(batch.pair_keys):
+            mine.append(batch)
+    calls = len(mine)
+    distributed = world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+    if lockstep and distributed:
+        count = torch.tensor([calls], dtype=torch.long)
+        if torch.distributed.get_backend() == "nccl":
+            count = count.cuda()
+        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+        calls = int(count.item())
+    for j in range(calls):
+        if j >= len(mine):  # lockstep filler: the collective forward, its numbers not kept
+            score(mine[-1] if mine else first)
             continue
-        c, r = score(batch)
-        keys.append(batch.pair_keys.cpu())
+        c, r = score(mine[j])
+        keys.append(mine[j].pair_keys.cpu())
         chosen.append(c.detach().cpu())
         rejected.append(r.detach().cpu())
     new = (
@@ -145,7 +188,7 @@ def compute(
         if keys
         else ReferenceLogps.empty()
     )
-    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    if distributed:
         parts: list[ReferenceLogps | None] = [None] * world_size
         torch.distributed.all_gather_object(parts, new)
         new = ReferenceLogps.empty()
@@ -160,10 +203,11 @@ def load_or_compute(
     batches: Iterable[Any],
     rank: int = 0,
     world_size: int = 1,
+    lockstep: bool = False,
 ) -> ReferenceLogps:
     """The cached entries at `path` plus those computed now for the pairs it lacks (then saved, by rank 0)."""
     have = ReferenceLogps.load(path) if path is not None else ReferenceLogps.empty()
-    new = compute(score, batches, have, rank, world_size)
+    new = compute(score, batches, have, rank, world_size, lockstep)
     log.info(
         "reference log-probs: %d pairs from the cache%s, %d computed now",
         len(have),

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,9 @@ class Reference(nn.Module):
 
     def prepare(self, module: DPOModule) -> None:
         """Called at fit start, once the trainer, the device and the data exist."""
+
+    def setup(self, module: DPOModule) -> None:
+        """Called from `DPOModule.setup`, before a strategy shards or wraps the model."""
 
     def frozen_model(self) -> nn.Module | None:
         """The separate frozen model this reference holds, if any (e.g. to compile it like the policy)."""
@@ -130,13 +133,18 @@ class AdapterDisabled(LiveReference):
 class Precomputed(Reference):
     """Reference log-probs of every training and validation pair, computed once at fit start by `live` (or read
     from the cache in `cache_dir`, shared by runs and sweep jobs: see `refcache`), then looked up by pair key. A
-    frozen copy is freed once its numbers are cached; an adapter-disabled policy stays runnable (it costs nothing)."""
+    frozen copy is freed once its numbers are cached; an adapter-disabled policy stays runnable (it costs nothing).
+
+    Under FSDP with several processes the reference is sharded with the policy: its pass runs inside the root
+    unit's forward (as Lightning runs training_step), every rank calling it equally often, so each unit gathers its
+    weights as in training. The cache key is taken in `setup`, from the whole weights, before they are sharded."""
 
     def __init__(
         self, live: LiveReference | None, cache_dir: str | None = None, logps: refcache.ReferenceLogps | None = None
     ) -> None:
         super().__init__()
         self.live, self.cache_dir, self.logps = live, cache_dir, logps
+        self.key: str | None = None
 
     @property
     def can_run(self) -> bool:
@@ -163,6 +171,12 @@ class Precomputed(Reference):
             )
         )
 
+    def setup(self, module: DPOModule) -> None:
+        if self.key is None and self.logps is None and self.live is not None:
+            trainer, scorer = module.trainer, module.scorer
+            with self.live.run() as model:  # the same key as before this class existed: old cache files still serve
+                self.key = refcache.fingerprint(model, f"precision={trainer.precision}|fused_head={scorer.fused_head}")
+
     def prepare(self, module: DPOModule) -> None:
         if self.logps is None:
             self.logps = self._compute(module).to(module.device)
@@ -172,20 +186,56 @@ class Precomputed(Reference):
                 torch.cuda.empty_cache()
 
     def _compute(self, module: DPOModule) -> refcache.ReferenceLogps:
-        trainer, scorer = module.trainer, module.scorer
-        with self.live.run() as model:  # the same key as before this class existed, so old cache files still serve
-            key = refcache.fingerprint(model, f"precision={trainer.precision}|fused_head={scorer.fused_head}")
-        path = Path(self.cache_dir or default_cache_dir()) / "ref_logps" / f"{key}.pt"
+        trainer = module.trainer
+        self.setup(module)  # no-op when DPOModule.setup took the key already
+        path = Path(self.cache_dir or default_cache_dir()) / "ref_logps" / f"{self.key}.pt"
+        root = trainer.strategy.model if _sharded(trainer) else None
+        score = self.scorer(module, root, trainer.precision_plugin.forward_context)
+        loader = trainer.datamodule.all_pairs_dataloader()
+        return refcache.load_or_compute(
+            path, score, loader, trainer.global_rank, trainer.world_size, lockstep=root is not None
+        )
+
+    def scorer(
+        self, module: DPOModule, root: nn.Module | None = None, context: Callable[[], Any] = nullcontext
+    ) -> Callable[[PairBatch], tuple[Tensor, Tensor]]:
+        """`score(batch) -> (chosen, rejected)` reference log-probs: the live model run directly, or, with `root`
+        (the sharding wrapper around `module`), inside the root's forward."""
 
         @torch.no_grad()
         def score(batch: PairBatch) -> tuple[Tensor, Tensor]:
             batch = module.transfer_batch_to_device(batch, module.device, 0)
-            with trainer.precision_plugin.forward_context(), self.live.run() as model:
-                pairs = scorer.pairs(scorer.states(model, batch))
+            with context(), self.live.run() as model:
+
+                def reference_pass(b: PairBatch) -> PairLogps:
+                    return module.scorer.pairs(module.scorer.states(model, b))
+
+                pairs = reference_pass(batch) if root is None else through_root(root, module, reference_pass, batch)
             return pairs.chosen, pairs.rejected
 
-        loader = trainer.datamodule.all_pairs_dataloader()
-        return refcache.load_or_compute(path, score, loader, trainer.global_rank, trainer.world_size)
+        return score
+
+
+def _sharded(trainer) -> bool:
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    return isinstance(trainer.strategy, FSDPStrategy)
+
+
+def through_root(root: nn.Module, module: nn.Module, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` run as the forward of `module` called by its wrapper `root` (FSDP's root unit gathers its
+    parameters, and the nested units theirs, as for a training step), as Lightning redirects training_step."""
+    original = module.forward
+
+    def forward(*inner: Any) -> Any:
+        module.forward = original
+        return fn(*inner)
+
+    module.forward = forward
+    try:
+        return root(*args)
+    finally:
+        module.forward = original
 
 
 class NoReference(Reference):

@@ -14,14 +14,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import Metric
 
 from .batches import PackedBatch, TextbookBatch
-from .checkpointing import restore_rng_states, save_rng_states
-from .metrics import log_metrics
-from .optim import configure_optimizers
+from .policy_module import PolicyModule
 
 
 class BradleyTerryLoss(nn.Module):
@@ -63,9 +60,10 @@ class RewardMetrics(Metric):
         return {name: (getattr(self, name.replace("/", "_")) / self.pairs.clamp(min=1)).float() for name in self.NAMES}
 
 
-class RewardModule(LightningModule):
+class RewardModule(PolicyModule):
     """`policy` is the sequence-classification model being trained (named so the export, timing and guard
-    callbacks treat it as they treat a DPO policy); `optimizer` and `scheduler` are partials, as for `DPOModule`."""
+    callbacks treat it as they treat a DPO policy); it has no reference. `optimizer` and `scheduler` are partials,
+    as for `DPOModule`."""
 
     def __init__(
         self,
@@ -74,21 +72,12 @@ class RewardModule(LightningModule):
         scheduler: Callable[..., Any] | None = None,
         center_rewards_coefficient: float = 0.0,
         disable_dropout: bool = True,
-        loss: Any = None,
+        sync_free: bool = False,
     ) -> None:
-        super().__init__()
-        if loss is not None:
-            raise ValueError("a reward model trains with module.center_rewards_coefficient, not a loss= option")
-        self.policy, self.loss_fn = policy, BradleyTerryLoss(center_rewards_coefficient)
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        if disable_dropout:
-            for m in policy.modules():
-                if isinstance(m, nn.Dropout):
-                    m.p = 0.0
+        super().__init__(policy, optimizer, scheduler, disable_dropout, sync_free)
+        self.loss_fn = BradleyTerryLoss(center_rewards_coefficient)
         policy.train()
         self.train_metrics, self.val_metrics = RewardMetrics(), RewardMetrics()
-        self.validated_at_step = -1
-        self.last_loss: Tensor | None = None
 
     def forward(self, batch: TextbookBatch) -> tuple[Tensor, Tensor]:
         """(chosen rewards, rejected rewards), one per pair."""
@@ -105,30 +94,10 @@ class RewardModule(LightningModule):
         return losses.mean()
 
     def training_step(self, batch: TextbookBatch, batch_idx: int) -> Tensor:
-        loss = self._step(self.train_metrics, batch)
-        self.last_loss = loss.detach()
-        return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        log_metrics(self, self.train_metrics, "train", on_step=True)
-        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return self.remember_loss(self._step(self.train_metrics, batch))
 
     def validation_step(self, batch: TextbookBatch, batch_idx: int) -> None:
         self._step(self.val_metrics, batch)
-
-    def on_validation_epoch_end(self) -> None:
-        log_metrics(self, self.val_metrics, "val", on_step=False)
-        if not self.trainer.sanity_checking:
-            self.validated_at_step = self.trainer.global_step
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        save_rng_states(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        restore_rng_states(checkpoint)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self.policy, self.optimizer_factory, self.scheduler_factory, self.trainer)
 
 
 def sequence_classifier(loaded: Any) -> Any:

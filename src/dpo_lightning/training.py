@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .checkpointing import resumable_checkpoint
 from .config import validate_config
-from .model_card import push_to_hub, write_model_card
+from .hub import push_to_hub
+from .model_card import write_model_card
 from .redaction import install_log_redaction, redact, redact_files
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data, tokenizer=loaded.tokenizer)
     # The module builds its reference (reference.build_reference): a frozen copy, or the adapter disabled.
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    with_loss = {"loss": loss} if loss is not None else {}  # a reward model's module has its own loss
     module = instantiate(
-        cfg.module, policy=policy, loss=loss, optimizer=instantiate(cfg.optimizer), scheduler=scheduler
+        cfg.module, policy=policy, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **with_loss
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]

@@ -1,7 +1,8 @@
-"""Two gloo processes on the CPU: DPOModule's step under PyTorch FSDP (FULL_SHARD, each decoder layer a unit, the
-rest in the root unit), run inside the root's forward as Lightning's FSDPStrategy runs training_step. Writes one
-JSON file per rank (rank<r>.json in the folder given): the loss, and the largest difference of every gathered
-gradient from one unsharded process."""
+"""Two gloo processes on the CPU: DPOModule under PyTorch FSDP (FULL_SHARD, each decoder layer a unit, the rest in
+the root unit), run inside the root's forward as Lightning's FSDPStrategy runs training_step. Writes one JSON file
+per rank (rank<r>.json in the folder given). Mode `step`: the loss, and the largest difference of every gathered
+gradient from one unsharded process. Mode `precompute`: the precomputed reference's pass over 3 batches (2 on rank
+0, 1 on rank 1: rank 1 repeats a call in lockstep), sharded, against the unsharded reference's log-probs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: conftest
 from conftest import tiny_llama  # noqa: E402
 
 
-def worker(rank: int, world: int, port: str, tied: bool, out: str) -> None:
+def worker(rank: int, world: int, port: str, tied: bool, out: str, mode: str = "step") -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -32,6 +33,7 @@ def worker(rank: int, world: int, port: str, tied: bool, out: str) -> None:
 
     model = tiny_llama(hidden=32, tie=tied, dtype="float32")
     reference = copy.deepcopy(model)
+    pristine = copy.deepcopy(model)
     with torch.no_grad():
         for p in reference.parameters():
             p.add_(torch.randn_like(p) * 0.01)
@@ -49,6 +51,9 @@ def worker(rank: int, world: int, port: str, tied: bool, out: str) -> None:
     expected = whole(batch)[0].losses.mean()
     expected.backward()
 
+    if mode == "precompute":
+        precompute(rank, model, reference, ids, out, pristine)
+        return
     module = dpo_module(model, reference)
     assert module.scorer.fused_head
 
@@ -87,6 +92,85 @@ def worker(rank: int, world: int, port: str, tied: bool, out: str) -> None:
     dist.destroy_process_group()
 
 
+def sharded(module, mixed_precision=None):
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import ShardingStrategy
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+    from dpo_lightning.strategies import decoder_layers
+
+    class Root(torch.nn.Module):  # Lightning's FSDP root: the LightningModule, whose forward is redirected
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, b):
+            return self.m(b)
+
+    return FSDP(
+        Root(module),
+        auto_wrap_policy=ModuleWrapPolicy(decoder_layers()),
+        device_id=torch.device("cpu"),
+        use_orig_params=True,
+        sharding_strategy=ShardingStrategy.FULL_SHARD,
+        mixed_precision=mixed_precision,
+    )
+
+
+def precompute(rank: int, model, reference, ids, out: str, pristine) -> None:
+    from dpo_lightning import DPOModule, refcache
+    from dpo_lightning.data import PackedPairCollator, TokenizedPair
+    from dpo_lightning.losses import DPOLoss
+
+    batches = [
+        PackedPairCollator(0)([TokenizedPair(ids(3 + i), ids(2 + i), ids(4 + 2 * i)) for i in range(k, k + 2)])
+        for k in (0, 2, 4)
+    ]
+    module = DPOModule(model, DPOLoss(0.1), optimizer=torch.optim.AdamW, reference=reference, precompute_ref=True)
+    key = refcache.fingerprint(reference)  # what DPOModule.setup takes, before the weights are sharded
+    whole_elements = sum(p.numel() for p in reference.parameters())
+    reference_copy = copy.deepcopy(reference)
+    whole = module.reference.scorer(module)  # the unsharded pass, for comparison
+    expected = refcache.compute(whole, batches, refcache.ReferenceLogps.empty())  # one process: every batch
+    root = sharded(module)
+    local = sum(p.numel() for p in reference.parameters())  # this rank's shard of the reference
+    calls = []
+    score = module.reference.scorer(module, root)
+    counted = lambda b: calls.append(b.n_pairs) or score(b)  # noqa: E731
+    got = refcache.compute(counted, batches, refcache.ReferenceLogps.empty(), rank, 2, lockstep=True)
+    keys = expected.keys
+    diff = max((a - b).abs().max().item() for a, b in zip(got.lookup(keys), expected.lookup(keys)))
+    result = {"rank": rank, "calls": len(calls), "pairs": len(got), "max_diff": diff, "key": key}
+    result["reference_elements_here"], result["reference_elements"] = local, whole_elements
+    # FSDP's bf16 mixed precision (as trainer.precision=bf16-mixed gives it): the root unit casts the inputs and the
+    # weights it holds; outside the root the reference's bf16 layers would meet fp32 inputs and fail.
+    from torch.distributed.fsdp import MixedPrecision
+
+    mixed = DPOModule(
+        pristine,
+        DPOLoss(0.1),
+        optimizer=torch.optim.AdamW,
+        reference=copy.deepcopy(reference_copy),
+        precompute_ref=True,
+    )
+    bf16 = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.float32)
+    root = sharded(mixed, bf16)
+    try:  # the pass outside the root unit: what failed on the GPU
+        mixed.reference.scorer(mixed)(batches[0])
+        result["outside_root"] = "ran"
+    except RuntimeError as error:
+        result["outside_root"] = str(error)[:200]
+    got = refcache.compute(
+        mixed.reference.scorer(mixed, root), batches, refcache.ReferenceLogps.empty(), rank, 2, lockstep=True
+    )
+    result["bf16_max_rel_diff"] = max(
+        ((a - b).abs() / b.abs()).max().item() for a, b in zip(got.lookup(keys), expected.lookup(keys))
+    )
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
 if __name__ == "__main__":
     port, head, out = sys.argv[1:4]  # a free port, tied|untied, the folder for the results
-    torch.multiprocessing.spawn(worker, args=(2, port, head == "tied", out), nprocs=2)
+    mode = sys.argv[4] if len(sys.argv) > 4 else "step"
+    torch.multiprocessing.spawn(worker, args=(2, port, head == "tied", out, mode), nprocs=2)

@@ -117,3 +117,38 @@ def test_rounds_are_interleaved_and_reported_by_their_median(monkeypatch):
     calls.clear()
     resumed = run_rounds(["a", "b"], run, rounds=3, max_rounds=3, warm=False, earlier={v: done[v][:2] for v in done})
     assert calls == ["a", "b"] and [len(v) for v in resumed.values()] == [3, 3]  # --resume: one more round
+
+
+def test_host_overhead_proxy_counts_operators_and_syncs_and_checks_parity(tmp_path):
+    """bench/host_overhead.py run small: the host-light step dispatches fewer operators than the eager one, with no
+    host sync, and gives the eager step's losses and log-probs (1e-5)."""
+    out = tmp_path / "host"
+    run_script(
+        "bench/host_overhead.py",
+        "--shape",
+        "tiny",
+        "--data",
+        "synthetic",
+        "--batch",
+        "2",
+        "--max-length",
+        "128",
+        "--max-prompt-length",
+        "64",
+        "--warmup",
+        "2",
+        "--profile-steps",
+        "1",
+        "--steps",
+        "1",
+        "--out",
+        str(out),
+        "--variants",
+        "eager;light",
+    )
+    eager, light = json.loads((out / "results.json").read_text())["results"]
+    assert "error" not in light, light.get("error")
+    assert eager["host_syncs_per_step"] == 1 and light["host_syncs_per_step"] == 0  # the guard's read, gone
+    assert light["operators_per_step"] < eager["operators_per_step"] / 2
+    assert light["parity_rel_diff"] <= 1e-5
+    assert "| light |" in (out / "results.md").read_text()

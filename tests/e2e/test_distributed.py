@@ -69,3 +69,22 @@ def test_fsdp_full_shard_keeps_the_tiled_head_and_its_gradients(head, tmp_path):
     for r in ranks:
         assert r["loss"] == pytest.approx(r["expected"], rel=1e-6)
         assert r["max_grad_diff"] <= 1e-6
+
+
+def test_precomputed_reference_under_fsdp_runs_inside_the_sharded_module(tmp_path):
+    """module.precompute_ref under FSDP FULL_SHARD on two gloo processes: the reference's pass runs inside the root
+    unit's forward, both ranks call it equally often (rank 1 owns 1 of the 3 batches and repeats it once), and the
+    gathered log-probs equal the unsharded reference's; the cache key, taken before sharding, agrees across ranks.
+    Under FSDP's bf16 mixed precision too (what failed on a GPU when the pass ran outside the root unit)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    run_script("tests/e2e/fsdp_worker.py", port, "untied", str(tmp_path), "precompute")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["calls"] for r in ranks] == [2, 2]  # lockstep: 2 own batches on rank 0, 1 + a repeat on rank 1
+    assert min(r["reference_elements_here"] for r in ranks) < ranks[0]["reference_elements"]  # really sharded
+    assert ranks[0]["key"] == ranks[1]["key"]
+    for r in ranks:
+        assert r["pairs"] == 6 and r["max_diff"] <= 1e-6
+        assert r["bf16_max_rel_diff"] <= 2e-2  # under bf16 mixed precision: runs, and agrees to bf16's precision
+        assert r["outside_root"] != "ran"  # the same pass outside the root unit fails: the root's forward is needed

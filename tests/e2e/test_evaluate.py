@@ -13,8 +13,10 @@ from torch.utils.data import DataLoader
 
 from conftest import run_script, smoke
 from dpo_lightning.data import PairCollator, TokenizedPair
+from dpo_lightning.evaluation.diversity import top_opening
 from dpo_lightning.evaluation.intervals import wilson
-from dpo_lightning.evaluation.judge import RewardJudge, as_text, win_rate
+from dpo_lightning.evaluation.judge import Comparison, RewardJudge, as_text, outcomes_from_scores, win_rate
+from dpo_lightning.evaluation.result import fmt
 from dpo_lightning.evaluation.scoring import preference_accuracy, score_pairs
 
 GEN = ["generation.num_prompts=3", "generation.max_new_tokens=8", "bootstrap_resamples=500"]
@@ -51,12 +53,21 @@ def test_every_output_exists_and_parses(evaluated):
     assert set(metrics["kl"]) == {"kl_per_sequence", "kl_per_token", "samples"} and metrics["kl"]["samples"] == 3
     rows = [json.loads(line) for line in (evaluated / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(
-        set(r) == {"prompt", "base_greedy", "dpo_greedy", "base_sampled", "dpo_sampled"} for r in rows
+        set(r) == {"prompt", "base_greedy", "dpo_greedy", "base_sampled", "dpo_sampled", "reference"} for r in rows
     )
+    assert set(metrics["diversity"]) == {"base", "dpo", "reference"}
+    for name, key in (("base", "base_greedy"), ("dpo", "dpo_greedy"), ("reference", "reference")):
+        d = metrics["diversity"][name]  # the figures of the answers written to generations.jsonl
+        assert d["answers"] == 3 and d["top_opening"] == top_opening([r[key] for r in rows])[0]
+    shift = metrics["displacement"]["chosen"]
+    assert shift["change"]["value"] == pytest.approx(shift["dpo"]["value"] - shift["base"]["value"])
+    keys = [row["key"] for row in metrics["summary"]]
+    assert keys[:3] == ["preference_accuracy_per_token", "preference_accuracy", "logp_per_token_chosen"]
+    assert {"opening_share", "distinct_2", "repetition"} <= set(keys) and isinstance(metrics["warnings"], list)
     for png in ("margins.png", "logratios.png", "accuracy.png"):
         assert (evaluated / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (evaluated / "report.md").read_text()
-    assert "Base vs DPO" in md and "No judge configured" in md and "![" in md
+    assert "## Summary" in md and "## Warnings" in md and "No judge configured" in md and "![" in md
     html = (evaluated / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "src='http" not in html and 'src="http' not in html
 
@@ -67,8 +78,11 @@ def test_evaluate_adds_its_results_to_the_model_card(trained_run, evaluated):
     assert card.startswith("---\n") and "## Final metrics (validation)" in card
     b, d = metrics["base"], metrics["dpo"]
     assert "## Evaluation (evaluate.py)" in card and f"On 6 held-out pairs ({metrics['data']})" in card
-    assert f"| {b['preference_accuracy']:.3f} | {d['preference_accuracy']:.3f} |" in card
-    assert f"KL(DPO || base): {metrics['kl']['kl_per_token']:.4f} per response token" in card
+    # the card renders the evaluation's summary rows: the same figures as report.md
+    summed = next(r for r in metrics["summary"] if r["key"] == "preference_accuracy")
+    assert summed["base"]["value"] == b["preference_accuracy"] and summed["dpo"]["value"] == d["preference_accuracy"]
+    assert f"| preference accuracy, summed log-prob | {fmt(summed['base'])} | {fmt(summed['dpo'])} | - |" in card
+    assert f"| KL(DPO || base) per token | - | {metrics['kl']['kl_per_token']:.3f} | - |" in card
 
 
 def test_metrics_match_a_direct_computation(trained_run, evaluated):
@@ -129,7 +143,8 @@ def test_judge_with_a_tiny_random_classifier(trained_run, tmp_path):
         "evaluate.py",
         f"run_dir={trained_run}",
         f"output_dir={out}",
-        f"judge={tmp_path / 'judge'}",
+        "judge=reward",
+        f"judge.model={tmp_path / 'judge'}",
         "report_to=wandb",
         *GEN,
     )
@@ -153,8 +168,15 @@ def test_judge_with_a_tiny_random_classifier(trained_run, tmp_path):
     acc = result["accuracy_on_pairs"]
     assert acc["pairs"] == 6 and 0 <= acc["ci_low"] <= acc["value"] <= acc["ci_high"] <= 1
     assert metrics["intervals"] == {"proportions": "Wilson score interval", "means": "BCa bootstrap"}
+    for who in ("dpo", "base"):  # each model's greedy answers against the reference answers, by the same judge
+        ref = result["reference"][who]
+        mine = torch.tensor([r[f"judge_{who}_greedy"] for r in rows], dtype=torch.float64)
+        theirs = direct.score([r["prompt"] for r in rows], [r["reference"] for r in rows])
+        assert (ref["wins"], ref["losses"]) == (int((mine > theirs).sum()), int((mine < theirs).sum()))
+        assert ref["reward_reference"]["value"] == pytest.approx(theirs.mean().item(), abs=1e-6)
+    assert result["kind"] == "reward model" and result["self_trained"] is False
     report = (out / "report.md").read_text()
-    assert "Judged generations: DPO against base" in report and "How far to trust the judge" in report
+    assert "Judged answers (reward model" in report and "how far to trust it" in report
     assert "Wilson score interval for proportions" in report and "![" in report and "judge.png" in report
     assert (out / "judge.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((out / "wandb").glob("offline-run-*")), "tables and plots were not logged to W&B (offline)"
@@ -193,7 +215,8 @@ def test_base_preference_accuracy_by_hand(tokenizer):
 
 
 def test_win_rate_counts_ties_as_half():
-    result = win_rate(torch.tensor([1.0, 0.0, -1.0, 0.5], dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
+    scores, zero = torch.tensor([1.0, 0.0, -1.0, 0.5], dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    result = win_rate(Comparison(outcomes_from_scores(scores, zero), scores, zero))
     assert (result["wins"], result["ties"], result["losses"]) == (2, 1, 1)
     assert result["win_rate"] == pytest.approx(2.5 / 4)
     assert (result["ci_low"], result["ci_high"]) == pytest.approx((wilson(2.5, 4).low, wilson(2.5, 4).high))
@@ -202,7 +225,8 @@ def test_win_rate_counts_ties_as_half():
 @pytest.fixture(scope="module")
 def reward_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("reward") / "run"
-    overrides = smoke("data.max_train_pairs=32", "trainer.max_epochs=3", "data.max_val_pairs=16")
+    # optimizer.lr on the command line: reward.yaml's own lr (for SmolLM2) comes after debug=smoke's
+    overrides = smoke("data.max_train_pairs=32", "trainer.max_epochs=3", "data.max_val_pairs=16", "optimizer.lr=1e-3")
     run_script("train_reward.py", *overrides, f"hydra.run.dir={run}")
     return run
 
@@ -238,9 +262,20 @@ def test_a_reward_model_trains_exports_and_scores_like_the_module(reward_run, to
 
 def test_evaluate_with_the_trained_reward_model_as_judge(trained_run, reward_run, tmp_path):
     out = tmp_path / "eval"
-    run_script("evaluate.py", f"run_dir={trained_run}", f"output_dir={out}", f"judge={reward_run / 'final'}", *GEN)
-    judge = json.loads((out / "metrics.json").read_text())["judge"]
+    run_script(
+        "evaluate.py",
+        f"run_dir={trained_run}",
+        f"output_dir={out}",
+        "judge=reward",
+        f"judge.model={reward_run / 'final'}",
+        *GEN,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    judge = metrics["judge"]
     assert judge["model"] == str(reward_run / "final")
+    # a train_reward.py run on the same built-in training pairs as the policy: flagged as grading its own homework
+    assert judge["trained_on"] == "builtin:train" and judge["self_trained"] is True
+    assert any("grades its own homework" in w for w in metrics["warnings"])
     assert judge["greedy"]["wins"] + judge["greedy"]["ties"] + judge["greedy"]["losses"] == 3
     # the judge's accuracy on the 6 held-out pairs is the reward model's own: it learned them
     assert judge["accuracy_on_pairs"]["pairs"] == 6 and judge["accuracy_on_pairs"]["value"] >= 0.5
@@ -265,5 +300,8 @@ def test_judge_auto_trains_once_on_the_runs_data_and_is_cached(trained_run, tmp_
     mine = [r.message.split(" ")[0] for r in caplog.records if r.name == "dpo_lightning.evaluation.auto_judge"]
     assert mine == ["Training", "Judge"]  # trained once, then read from the cache
     assert judge_key(judge_config(run_config, {"trainer": {"max_epochs": 2}})) != judge_key(cfg)
+    disjoint = judge_config(run_config, small, data_path="builtin:judge")  # judge=auto on the built-in set
+    assert disjoint.data.path == "builtin:judge" and disjoint.data.val_path == run_config.data.val_path
+    assert judge_key(disjoint) != judge_key(cfg)
     metrics = json.loads((tmp_path / "judges" / judge_key(cfg) / "metrics.json").read_text())
     assert metrics["val/accuracy"] >= 0 and "val/margin" in metrics

@@ -146,7 +146,7 @@ def test_the_signal_is_handed_on_to_the_handler_installed_before_the_run(tmp_pat
 def test_a_reward_model_run_stopped_by_sigterm_resumes_exactly(tmp_path):
     from safetensors.torch import load_file
 
-    args = ["train_reward.py", *smoke("data.max_train_pairs=24", "trainer.max_epochs=2")]
+    args = ["train_reward.py", *smoke("data.max_train_pairs=24", "trainer.max_epochs=2", "optimizer.lr=1e-3")]
     straight, run = tmp_path / "straight", tmp_path / "run"
     run_script(*args, f"hydra.run.dir={straight}")
     stopped = train_process(*args, *signal_at(3, "SIGTERM"), f"hydra.run.dir={run}")

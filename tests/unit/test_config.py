@@ -8,11 +8,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from transformers import AutoTokenizer
 
-from conftest import CONF, compose
+from conftest import CONF, ROOT, compose
 from dpo_lightning.config import ConfigError, validate_config
 
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")  # conf/hydra: plugin options
+# conf/hydra: plugin options; conf/judge: evaluate.py's group (eval.yaml), tested on its own
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "judge"))
 
 
 def options(group):
@@ -148,8 +150,10 @@ def test_other_group_options(group, tmp_path):
         elif group == "callbacks":
             assert all(instantiate(c) is not None for c in (node or {}).values())
         elif group == "module":
-            modules = {"default": "dpo_lightning.DPOModule", "reward": "dpo_lightning.reward.RewardModule"}
-            assert node._target_ == modules[name]
+            modules = {"reward": "dpo_lightning.reward.RewardModule"}
+            assert node._target_ == modules.get(name, "dpo_lightning.DPOModule")
+            if name == "fast":  # the host-light step: the default module with three switches on
+                assert node.compile and node.sync_free and node.head_vocab_chunk_size == "auto"
         elif group == "paths":
             assert node.output_dir == str(tmp_path)
 
@@ -264,3 +268,82 @@ def test_packing_with_an_attention_that_takes_no_4d_mask_is_refused_before_loadi
     with pytest.raises(ConfigError, match="data.packing=true needs an attention that takes a 4D mask"):
         validate_config(cfg)
     validate_config(compose("model=smollm2_135m", "model.attn_implementation=flash_attention_2", "data.packing=false"))
+
+
+def test_every_judge_option_composes_into_eval_yaml_and_builds(tiny_model_dir):
+    """conf/judge/: reward (a reward-model folder), llm (a chat model, here the tiny one) and auto (a reward model
+    trained for the evaluation: its training settings are what evaluate.py reads before building it)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from dpo_lightning.evaluation.judge import RewardJudge
+    from dpo_lightning.evaluation.llm_judge import LLMJudge
+
+    def judge(*overrides):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose("eval", overrides=["run_dir=unused", *overrides]).get("judge")
+
+    assert judge() is None  # no judge by default
+    auto = judge("judge=auto")
+    assert auto._target_.endswith("RewardJudge") and auto.train.path == "auto" and auto.model is None
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    folder = tiny_model_dir.parent / "tiny-classifier"
+    LlamaForSequenceClassification(
+        LlamaConfig(
+            vocab_size=49152,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_labels=1,
+            pad_token_id=0,
+        )
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    reward = instantiate(judge("judge=reward", f"judge.model={folder}"))(device="cpu", batch_size=2)
+    assert isinstance(reward, RewardJudge) and reward.compare(["q"], ["a"], ["b"]).outcomes.shape == (1,)
+    llm = instantiate(judge("judge=llm", f"judge.model={tiny_model_dir}"))(device="cpu", batch_size=2)
+    assert isinstance(llm, LLMJudge) and llm.compare(["q"], ["a"], ["b"]).consistent.shape == (1,)
+
+
+def test_an_installed_package_ships_its_configs_templates_and_data(tmp_path):
+    """The wheel holds conf/ (as dpo_lightning/conf, where `config.config_dir` finds it), the model-card templates
+    and the built-in set with its judge split: judge=auto composes conf/reward.yaml from an installed package too."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from dpo_lightning.config import config_dir
+
+    assert (config_dir() / "reward.yaml").is_file() and (config_dir() / "judge" / "auto.yaml").is_file()
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        str(ROOT),
+        "-w",
+        str(tmp_path),
+    ]
+    leftover = not (ROOT / "build").exists()  # setuptools builds in <repo>/build: removed again if it was not there
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
+    finally:
+        if leftover:
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
+    names = set(zipfile.ZipFile(next(tmp_path.glob("dpo_lightning-*.whl"))).namelist())
+    for name in (
+        "dpo_lightning/conf/train.yaml",
+        "dpo_lightning/conf/reward.yaml",
+        "dpo_lightning/conf/judge/auto.yaml",
+        "dpo_lightning/conf/module/fast.yaml",
+        "dpo_lightning/templates/policy_card.md",
+        "dpo_lightning/templates/reward_card.md",
+        "dpo_lightning/data/builtin/judge.jsonl",
+    ):
+        assert name in names, name

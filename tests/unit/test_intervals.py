@@ -53,3 +53,16 @@ def test_bca_corrects_for_skew_and_is_reproducible():
     assert bca_mean(values, seed=3) == ci  # seeded
     constant = bca_mean(torch.full((10,), 2.5))
     assert (constant.value, constant.low, constant.high) == (2.5, 2.5, 2.5)
+
+
+def test_jackknife_of_the_mean_is_the_textbook_standard_error():
+    """For the mean, the jackknife's standard error is exactly s / sqrt(n) (s with n - 1): the interval by hand."""
+    import numpy as np
+
+    from dpo_lightning.evaluation.intervals import jackknife
+
+    data = np.array([2.0, 4.0, 4.0, 5.0, 7.0, 9.0])
+    ci = jackknife(lambda idx: data[idx].mean(), len(data))
+    half = 1.959964 * data.std(ddof=1) / math.sqrt(len(data))
+    assert ci.value == pytest.approx(data.mean())
+    assert (ci.low, ci.high) == pytest.approx((data.mean() - half, data.mean() + half), abs=1e-5)

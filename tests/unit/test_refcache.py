@@ -55,3 +55,39 @@ def test_fingerprint_changes_with_weights_and_precision():
     with torch.no_grad():
         b.weight[0, 0] += 1e-6
     assert fingerprint(a) != fingerprint(b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_any_single_weight_change_changes_the_fingerprint(dtype):
+    """Every position of every tensor, changed by the smallest step its dtype allows (the next representable value),
+    gives a fingerprint of its own: no two of them, and none equal to the unchanged model's."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3)).to(dtype)
+    seen = {fingerprint(model)}
+    for _, tensor in model.named_parameters():
+        for i in range(tensor.numel()):
+            with torch.no_grad():
+                flat = tensor.view(-1)
+                old = flat[i].clone()
+                flat[i] = torch.nextafter(old.float(), torch.tensor(float("inf"))).to(dtype)
+                if flat[i] == old:  # the float32 step rounded away in a 16-bit dtype: one unit of the last place
+                    flat.view(torch.int16)[i] += 1
+                seen.add(fingerprint(model))
+                flat[i] = old
+    assert len(seen) == 1 + sum(p.numel() for p in model.parameters())
+    assert fingerprint(model) in seen  # restored: the unchanged model's again
+
+
+def test_weight_checksum_is_exact_and_independent_of_chunking(monkeypatch):
+    import dpo_lightning.refcache as refcache
+
+    t = torch.randn(1000)
+    bits = t.view(torch.int32).tolist()
+
+    def by_hand(a: int, b: int) -> int:
+        return sum(x * (((i * a + b) & (2**64 - 1)) | 1) for i, x in enumerate(bits)) % 2**64
+
+    expected = "-".join(f"{by_hand(a, b):016x}" for a, b in refcache._MIX)
+    assert refcache.weight_checksum(t) == expected
+    monkeypatch.setattr(refcache, "_CHUNK", 7)  # many chunks, the last one short
+    assert refcache.weight_checksum(t) == expected

@@ -8,8 +8,10 @@
 - `train/mfu` (with `peak_tflops`, the device's dense peak): model FLOPs utilisation, counting 8 x the policy's
   matrix parameters per token (forward and backward of the policy, forward of the reference) as the benchmark does.
 
-The first step of a fit (compilation, allocator warm-up) is timed like the others; read steady-state figures from
-later steps.
+The figures are read every `trainer.log_every_n_steps` optimizer steps (1 on the CPU trainer: every step), as the
+mean over the steps since the last read, so the device is synchronised only when the loggers take their values.
+The first steps of a fit (compilation, allocator warm-up) are timed like the others; read steady-state figures
+from later steps.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class StepTimer(Callback):
         self.last: float | None = None
         self.tokens: torch.Tensor | int = 0  # this optimizer step's tokens so far
         self._step_tokens: torch.Tensor | int | None = None  # set when the step's optimizer has run
+        self._window_tokens: torch.Tensor | int = 0  # the tokens of the optimizer steps since the last read
+        self._window_steps = 0
         self.flops_per_token = 0.0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -66,10 +70,16 @@ class StepTimer(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if self._step_tokens is None or self.last is None:
             return  # mid-accumulation: the optimizer step has not happened yet
+        self._window_tokens, self._window_steps = self._window_tokens + self._step_tokens, self._window_steps + 1
+        self._step_tokens = None
+        last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        if self._window_steps < max(1, trainer.log_every_n_steps) and not last_step:
+            return  # read with the loggers, not every step: no device sync in between
         self._sync(pl_module)
         now = time.perf_counter()
-        seconds, self.last = now - self.last, now
-        tokens, self._step_tokens = int(self._step_tokens), None  # read after the sync: no extra device wait
+        seconds, self.last = (now - self.last) / self._window_steps, now
+        tokens = int(self._window_tokens) / self._window_steps  # read after the sync: no extra device wait
+        self._window_tokens, self._window_steps = 0, 0
         values = {
             "train/step_seconds": seconds,
             "train/tokens_per_second": tokens / seconds,

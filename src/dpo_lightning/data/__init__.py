@@ -2,7 +2,7 @@
 
 from .collate import PackedPairCollator, PairCollator
 from .datamodule import PreferenceDataModule
-from .formats import HHFormat, JsonlFormat, PairFormat, PreferenceFormat, PreferencePair, SHPFormat
+from .formats import HHFormat, PairFormat, PreferenceFormat, PreferencePair, SHPFormat
 from .mixture import MixtureDataModule
 from .readers import BadRows, DataError, builtin_file, iter_rows, read_json_rows
 from .tokenize import PairTokenizer, TokenizedPair
@@ -15,7 +15,6 @@ __all__ = [
     "BadRows",
     "DataError",
     "HHFormat",
-    "JsonlFormat",
     "MixtureDataModule",
     "PreferenceFormat",
     "iter_rows",

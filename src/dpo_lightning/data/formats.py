@@ -163,9 +163,6 @@ class PreferenceFormat(PairFormat):
         return PreferencePair(chosen[:shared], chosen[shared:], rejected[shared:], where=where)
 
 
-JsonlFormat = PreferenceFormat  # its name before it read more than JSON lines (configs of earlier runs use it)
-
-
 @dataclass
 class HHFormat(PairFormat):
     """Anthropic HH-RLHF: `chosen` and `rejected` are whole dialogues; the prompt is the text through the last

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..hub import looks_local
+
 
 class DataError(ValueError):
     """Bad input: the message names the file (or dataset), the line (or row) and the field; `reason` is a short
@@ -62,9 +64,9 @@ BUILTIN_PREFIX = "builtin:"
 
 
 def is_local(path: str | Path) -> bool:
-    """A local file (existing, path-like, or named like a data file) rather than a hub dataset id."""
-    path = str(path)
-    return path.startswith((".", "/", "~")) or path.endswith(DATA_SUFFIXES) or Path(path).expanduser().exists()
+    """A local file (existing, path-like, or named like a data file) rather than a hub dataset id (`hub.looks_local`,
+    with this module's data suffixes)."""
+    return looks_local(path) or str(path).endswith(DATA_SUFFIXES)
 
 
 def check_data_path(key: str, value: str | None) -> None:

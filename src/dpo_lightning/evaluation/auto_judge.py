@@ -1,9 +1,11 @@
-"""`judge=auto`: a reward model trained on the evaluated run's own data and model (`conf/reward.yaml`, with
-`judge_overrides`), once: it is cached under `<cache>/judges/<key>/`, the key a hash of everything that shapes it
-(model, data, module, optimizer, scheduler, trainer, peft, seed), like the embedded model's conversion.
+"""`judge=auto`: a reward model trained with the evaluated run's model and data config (`conf/reward.yaml`, with
+`judge.train.overrides`), once: it is cached under `<cache>/judges/<key>/`, the key a hash of everything that shapes
+it (model, data, module, optimizer, scheduler, trainer, peft, seed), like the embedded model's conversion.
 
-The judge learns from the run's training pairs and never sees its held-out ones, on which `evaluate.py` then
-reports the judge's own accuracy.
+What it learns from (`judge.train.path`, `judge_data_path`): pairs disjoint from the run's training pairs where
+there are such (the built-in set's `judge` split for a run on `builtin:train`, or a path you give), else the run's
+own training pairs, and then the evaluation says, prominently, that the judge grades its own homework. It never
+sees the held-out pairs, on which `evaluate.py` reports the judge's own accuracy.
 """
 
 from __future__ import annotations
@@ -25,13 +27,35 @@ KEY_SECTIONS = ("model", "model_head", "data", "module", "optimizer", "scheduler
 MACHINE_KEYS = ("cache_dir", "report_path")  # where things are written on this machine: not what the judge is
 
 
-def judge_config(run_config: DictConfig, overrides: dict | DictConfig | None = None) -> DictConfig:
-    """conf/reward.yaml with the run's model and data (the data scored whole: no packing), then `overrides` merged
-    (e.g. {trainer: {max_epochs: 2}})."""
+# A training set and the disjoint set of pairs its judge learns from (judge.train.path=auto).
+DISJOINT_JUDGE_DATA = {"builtin:train": "builtin:judge"}
+
+
+def judge_data_path(run_config: DictConfig, path: str | None = "auto") -> tuple[str, bool]:
+    """(the judge's training pairs, whether they are the run's own): `path` if given, else the data disjoint from
+    the run's training pairs (DISJOINT_JUDGE_DATA), else the run's own training pairs."""
+    data = run_config.data
+    own = data.get("path")
+    if path and path != "auto":
+        if data.get("sources"):
+            raise ValueError("judge.train.path replaces data.path: give it for a single-source data option")
+        return str(path), str(path) == str(own)
+    if own in DISJOINT_JUDGE_DATA and not data.get("sources"):
+        return DISJOINT_JUDGE_DATA[own], False
+    return str(own if own is not None else "the run's mixture"), True
+
+
+def judge_config(
+    run_config: DictConfig, overrides: dict | DictConfig | None = None, data_path: str | None = None
+) -> DictConfig:
+    """conf/reward.yaml with the run's model and data (the data scored whole: no packing), read from `data_path`
+    instead of the run's training pairs when given, then `overrides` merged (e.g. {trainer: {max_epochs: 2}})."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    conf = str(Path(__file__).resolve().parents[3] / "conf")
+    from ..config import config_dir
+
+    conf = str(config_dir())
     with_run = [f"paths.output_dir={os.devnull}"]
     if GlobalHydra.instance().is_initialized():  # inside evaluate.py's @hydra.main
         cfg = compose("reward", overrides=with_run)
@@ -41,6 +65,8 @@ def judge_config(run_config: DictConfig, overrides: dict | DictConfig | None = N
     OmegaConf.set_struct(cfg, False)
     cfg.model = run_config.model
     cfg.data = OmegaConf.merge(run_config.data, {"packing": False})
+    if data_path and data_path != run_config.data.get("path") and not run_config.data.get("sources"):
+        cfg.data.path = data_path
     cfg.seed = run_config.get("seed", cfg.seed)
     return OmegaConf.merge(cfg, overrides or {})
 
@@ -57,13 +83,17 @@ def judge_key(cfg: DictConfig) -> str:
 
 
 def cached_judge(
-    run_config: DictConfig, overrides: dict | DictConfig | None = None, cache_dir: str | None = None
+    run_config: DictConfig,
+    overrides: dict | DictConfig | None = None,
+    cache_dir: str | None = None,
+    data_path: str | None = None,
 ) -> str:
-    """The folder of the run's judge, trained now if it is not cached yet."""
+    """The folder of the run's judge (trained on `data_path`, default the run's training pairs), trained now if it
+    is not cached yet."""
     from ..models.embedded import default_cache_dir
     from ..training import train
 
-    cfg = judge_config(run_config, overrides)
+    cfg = judge_config(run_config, overrides, data_path)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     home = root / "judges" / judge_key(cfg)
     home.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ def wilson(successes: float, n: int, confidence: float = 0.95) -> Interval:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half))
+    return Interval(p, float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
 def proportion(outcomes: Tensor, confidence: float = 0.95) -> Interval:
@@ -58,6 +59,7 @@ def bca_mean(values: Tensor, resamples: int = 2000, confidence: float = 0.95, se
         return Interval(mean, mean, mean)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # BCa on nearly constant resamples: handled below
         result = stats.bootstrap(
             (data,),
             np.mean,
@@ -70,3 +72,20 @@ def bca_mean(values: Tensor, resamples: int = 2000, confidence: float = 0.95, se
     if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined (e.g. nearly constant): percentile
         low, high = np.quantile(result.bootstrap_distribution, [(1 - confidence) / 2, (1 + confidence) / 2])
     return Interval(mean, float(low), float(high))
+
+
+def jackknife(statistic: Callable[[np.ndarray], float], n: int, confidence: float = 0.95) -> Interval:
+    """Any statistic of n items (called with an array of item indices) with the jackknife's normal interval: the
+    standard error from the n leave-one-out values (Efron & Stein 1981). For statistics that are not means and
+    that repeated items distort, such as distinct-n over pooled answers: a bootstrap resample repeats whole answers,
+    which lowers distinct-n so far that not even BCa's bias correction brings the interval back around the value."""
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    everything = np.arange(n)
+    value = float(statistic(everything))
+    if n < 2:
+        return Interval(value, value, value)
+    leave_one_out = np.array([statistic(np.delete(everything, i)) for i in range(n)], dtype=np.float64)
+    se = math.sqrt((n - 1) / n * float(((leave_one_out - leave_one_out.mean()) ** 2).sum()))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    return Interval(value, float(value - z * se), float(value + z * se))

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from .result import EvaluationResult, logged_scalars, summary_table
+
 PLOTS = {
     "margins.png": "Implicit reward margins of the DPO policy on held-out pairs",
     "logratios.png": "Per-pair log-ratios log(pi/pi_base): chosen vs rejected",
@@ -62,29 +64,44 @@ def make_plots(out: Path, rewards: dict[str, torch.Tensor], metrics: dict[str, A
     return paths
 
 
-JUDGE_PLOT = "Judged win rate of DPO against base, and each model's mean judge reward"
+JUDGE_PLOT = "Judged win rates (DPO over base; each model against the reference answers) and mean judge rewards"
 
 
 def judge_plot(path: Path, judge: dict[str, Any]) -> Path:
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    kinds = ["greedy", "sampled"]
-    rates = [judge[k]["win_rate"] for k in kinds]
-    errors = [[r - judge[k]["ci_low"] for k, r in zip(kinds, rates)]]
-    errors.append([judge[k]["ci_high"] - r for k, r in zip(kinds, rates)])
-    bars = left.bar(kinds, rates, yerr=errors, capsize=6, color="#3b7dd8")
-    left.bar_label(bars, fmt="%.2f", padding=8)
+    scored = "reward_dpo" in judge["greedy"]
+    fig, axes = plt.subplots(1, 2 if scored else 1, figsize=(10 if scored else 6, 3.8), squeeze=False)
+    left = axes[0][0]
+    bars = {
+        "DPO > base\ngreedy": judge["greedy"],
+        "DPO > base\nsampled": judge["sampled"],
+        "DPO > ref.\ngreedy": judge["reference"]["dpo"],
+        "base > ref.\ngreedy": judge["reference"]["base"],
+    }
+    rates = [w["win_rate"] for w in bars.values()]
+    errors = [
+        [r - w["ci_low"] for r, w in zip(rates, bars.values())],
+        [w["ci_high"] - r for r, w in zip(rates, bars.values())],
+    ]
+    drawn = left.bar(list(bars), rates, yerr=errors, capsize=6, color=["#3b7dd8", "#3b7dd8", "#d8573b", "#999999"])
+    left.bar_label(drawn, fmt="%.2f", padding=8)
     left.axhline(0.5, color="black", lw=1, ls="--")
-    left.set(ylim=(0, 1.05), ylabel="win rate of DPO (tie = half)", title="win rate (Wilson interval)")
-    for offset, model, color in ((-0.2, "base", "#999999"), (0.2, "dpo", "#3b7dd8")):
-        stats = [judge[k][f"reward_{model}"] for k in kinds]
-        values = [st["value"] for st in stats]
-        err = [[v - st["ci_low"] for v, st in zip(values, stats)], [st["ci_high"] - v for v, st in zip(values, stats)]]
-        right.bar([i + offset for i in range(2)], values, yerr=err, width=0.4, capsize=5, label=model, color=color)
-    right.set_xticks(range(2), kinds)
-    right.set(ylabel="mean judge reward", title="mean reward (BCa interval)")
-    right.legend()
+    left.set(ylim=(0, 1.1), ylabel="win rate (tie = half)", title="win rates (Wilson interval)")
+    if scored:
+        right = axes[0][1]
+        stats = {
+            "base": judge["greedy"]["reward_base"],
+            "DPO": judge["greedy"]["reward_dpo"],
+            "reference": judge["reference"]["dpo"]["reward_reference"],
+        }
+        values = [st["value"] for st in stats.values()]
+        err = [
+            [v - st["ci_low"] for v, st in zip(values, stats.values())],
+            [st["ci_high"] - v for v, st in zip(values, stats.values())],
+        ]
+        right.bar(list(stats), values, yerr=err, capsize=5, color=["#999999", "#3b7dd8", "#d8573b"])
+        right.set(ylabel="mean judge reward, greedy answers", title="mean reward (BCa interval)")
     fig.suptitle(JUDGE_PLOT, fontsize=10)
     return _save(fig, path)
 
@@ -106,45 +123,23 @@ def _ci(d: dict[str, float]) -> str:
     return f"{d['value']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}]"
 
 
-def _with_ci(model: dict[str, Any], key: str) -> str:
-    ci = model.get(f"{key}_ci")
-    return f"{model[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else _fmt(model[key])
-
-
-def intervals_note(metrics: dict[str, Any]) -> str:
-    methods = metrics.get("intervals") or {}
-    level = int(metrics["confidence"] * 100)
+def intervals_note(result: EvaluationResult) -> str:
+    level = int(result.confidence * 100)
     return (
-        f"Intervals are {level}%: {methods.get('proportions', 'Wilson score interval')} for proportions "
-        f"(accuracies, win rates; a tie counts half a win), {methods.get('means', 'BCa bootstrap')} for means."
+        f"Intervals are {level}%: {result.intervals['proportions']} for proportions (accuracies, win rates, shares; "
+        f"a tie counts half a win), {result.intervals['means']} for means; the jackknife for distinct-n."
     )
 
 
-def tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) for every table of the report; markdown and HTML render the same tables."""
-    base, dpo = metrics["base"], metrics["dpo"]
-    out = [
-        (
-            "Base vs DPO on the held-out pairs",
-            ["metric", "base", "DPO"],
-            [
-                [k, _with_ci(base, k), _with_ci(dpo, k)]
-                for k in (
-                    "preference_accuracy",
-                    "preference_accuracy_normalized",
-                    "mean_logp_chosen",
-                    "mean_logp_rejected",
-                    "mean_response_tokens_greedy",
-                    "mean_response_tokens_sampled",
-                )
-            ],
-        )
-    ]
-    r = metrics["implicit_reward"]
-    level = int(metrics["confidence"] * 100)
+def tables(result: EvaluationResult) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for every table of the report; markdown and HTML render the same tables. The first is
+    the summary (every figure, base / DPO / reference answers); the others detail the implicit reward and the judge."""
+    header, cells = summary_table(result.rows())
+    out = [("Summary: base, DPO and the held-out reference answers", header, cells)]
+    r = result.implicit_reward
     out.append(
         (
-            f"Implicit reward of DPO against the base (beta = {metrics['beta']}; {level}% intervals)",
+            f"Implicit reward of DPO against the base (beta = {result.beta})",
             ["statistic", "value [CI]"],
             [
                 ["accuracy (margin > 0)", _ci(r["accuracy"])],
@@ -152,133 +147,125 @@ def tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                 ["mean chosen reward", _ci(r["chosen"])],
                 ["mean rejected reward", _ci(r["rejected"])],
             ]
-            + [[f"margin {k}", _fmt(v)] for k, v in r["margin_quantiles"].items()],
+            + [[f"margin {k}", _fmt(v)] for k, v in r["margin_quantiles"].items()]
+            + [[f"KL(DPO || base) {k.replace('kl_', '').replace('_', ' ')}", _fmt(v)] for k, v in result.kl.items()],
         )
     )
-    kl = metrics["kl"]
-    out.append(
-        (
-            "KL(DPO || base) from the DPO policy's own samples (temperature 1)",
-            ["statistic", "value"],
-            [
-                ["per sequence", _fmt(kl["kl_per_sequence"])],
-                ["per token", _fmt(kl["kl_per_token"])],
-                ["samples", str(kl["samples"])],
-            ],
-        )
-    )
-    judge = metrics.get("judge")
+    judge = result.judge
     if judge:
         rows = []
-        for kind in ("greedy", "sampled"):
-            w = judge[kind]
+        comparisons = [("DPO vs base", judge[k], k, "dpo", "base") for k in ("greedy", "sampled", "temperature_1")]
+        comparisons += [
+            (f"{m} vs reference answers", judge["reference"][m], "greedy", m, "reference") for m in ("dpo", "base")
+        ]
+        for title, w, kind, first, second in comparisons:
+            rewards = [_ci(w[f"reward_{n}"]) if f"reward_{n}" in w else "-" for n in (first, second)]
             rows.append(
                 [
+                    title,
                     kind,
                     f"{w['wins']} / {w['ties']} / {w['losses']}",
-                    f"{w['win_rate']:.4f} [{w['ci_low']:.4f}, {w['ci_high']:.4f}]",
-                    _ci(w["reward_dpo"]),
-                    _ci(w["reward_base"]),
+                    _ci({"value": w["win_rate"], **w}),
+                    *rewards,
                 ]
             )
+        trained = f"; trained on {judge['trained_on']}" if judge.get("trained_on") else ""
         out.append(
             (
-                f"Judged generations: DPO against base ({judge['model']})",
-                ["generations", "wins / ties / losses", "win rate [CI]", "DPO mean reward [CI]", "base mean reward"],
+                f"Judged answers ({judge['kind']}: {judge['model']}{trained})",
+                ["comparison", "answers", "wins / ties / losses", "win rate [CI]", "first's mean reward", "second's"],
                 rows,
-            )
-        )
-        acc = judge["accuracy_on_pairs"]
-        out.append(
-            (
-                "How far to trust the judge",
-                ["statistic", "value [CI]"],
-                [[f"accuracy on the {acc['pairs']} held-out pairs (chosen scored above rejected)", _ci(acc)]],
             )
         )
     return out
 
 
-def plots(metrics: dict[str, Any]) -> dict[str, str]:
-    return {**PLOTS, **({"judge.png": JUDGE_PLOT} if metrics.get("judge") else {})}
+def plots(result: EvaluationResult) -> dict[str, str]:
+    return {**PLOTS, **({"judge.png": JUDGE_PLOT} if result.judge else {})}
 
 
-def write_markdown(path: Path, metrics: dict[str, Any], generations: list[dict[str, Any]], n_show: int = 4) -> None:
+def write_markdown(path: Path, result: EvaluationResult, generations: list[dict[str, Any]], n_show: int = 4) -> None:
     lines = [
-        f"# DPO evaluation: {metrics['run_dir']}",
+        f"# DPO evaluation: {result.run_dir}",
         "",
-        f"{metrics['pairs']} held-out pairs from `{metrics['data']}`. {intervals_note(metrics)}",
+        f"{result.pairs} held-out pairs from `{result.data}`. {intervals_note(result)}",
         "",
     ]
-    for title, header, rows in tables(metrics):
+    warnings = result.warnings()
+    lines += ["## Warnings", ""] + ([f"- ⚠ {w}" for w in warnings] or ["None raised."]) + [""]
+    for title, header, rows in tables(result):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
-    if not metrics.get("judge"):
-        lines += ["## Judge win rate", "", "No judge configured (`judge=<hub id or local dir>` of a reward model).", ""]
-    lines += ["## Plots", ""] + [f"![{t}]({name})" for name, t in plots(metrics).items()] + [""]
-    lines += ["## Generations (greedy)", ""]
+    if not result.judge:
+        lines += [
+            "## Judge win rate",
+            "",
+            "No judge configured (`judge=auto`, `judge=reward judge.model=...`, `judge=llm`).",
+            "",
+        ]
+    lines += ["## Plots", ""] + [f"![{t}]({name})" for name, t in plots(result).items()] + [""]
+    lines += ["## Answers (greedy)", ""]
     for g in generations[:n_show]:
-        lines += [f"**Prompt:** {g['prompt']}", "", f"- base: {g['base_greedy']}", f"- DPO: {g['dpo_greedy']}", ""]
-    lines.append(f"All {len(generations)} prompts, greedy and sampled, are in generations.jsonl.")
+        lines += [
+            f"**Prompt:** {g['prompt']}",
+            "",
+            f"- reference: {g['reference']}",
+            f"- base: {g['base_greedy']}",
+            f"- DPO: {g['dpo_greedy']}",
+            "",
+        ]
+    lines.append(
+        f"All {len(generations)} prompts, greedy and sampled, with the judge's verdicts, are in generations.jsonl."
+    )
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_html(path: Path, metrics: dict[str, Any], generations: list[dict[str, Any]], plot_dir: Path) -> None:
+def write_html(path: Path, result: EvaluationResult, generations: list[dict[str, Any]], plot_dir: Path) -> None:
     esc = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>DPO evaluation</title><style>"
-        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}"
+        ".warn{background:#fff3cd;padding:.5em 1em;border:1px solid #e0c060}"
         "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f2f2f2}"
-        ".gen td{vertical-align:top;width:33%}</style></head><body>",
-        f"<h1>DPO evaluation</h1><p>Run <code>{esc(metrics['run_dir'])}</code>: {metrics['pairs']} held-out pairs from "
-        f"<code>{esc(str(metrics['data']))}</code>. {esc(intervals_note(metrics))}</p>",
+        ".gen td{vertical-align:top;width:25%}</style></head><body>",
+        f"<h1>DPO evaluation</h1><p>Run <code>{esc(result.run_dir)}</code>: {result.pairs} held-out pairs from "
+        f"<code>{esc(str(result.data))}</code>. {esc(intervals_note(result))}</p>",
     ]
-    for title, header, rows in tables(metrics):
+    warnings = result.warnings()
+    parts.append(
+        "<h2>Warnings</h2>" + ("".join(f"<p class='warn'>⚠ {esc(w)}</p>" for w in warnings) or "<p>None raised.</p>")
+    )
+    for title, header, rows in tables(result):
         parts.append(f"<h2>{esc(title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</table>")
-    if not metrics.get("judge"):
+    if not result.judge:
         parts.append(
-            "<h2>Judge win rate</h2><p>No judge configured (<code>judge=&lt;hub id or local dir&gt;</code>).</p>"
+            "<h2>Judge win rate</h2><p>No judge configured (<code>judge=auto</code>, <code>judge=reward</code>, "
+            "<code>judge=llm</code>).</p>"
         )
     parts.append("<h2>Plots</h2>")
-    for name, title in plots(metrics).items():
+    for name, title in plots(result).items():
         data = base64.b64encode((plot_dir / name).read_bytes()).decode()
         image = f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
         parts.append(f"<figure>{image}<figcaption>{esc(title)}</figcaption></figure>")
     parts.append(
-        "<h2>Generations</h2><table class='gen'><tr><th>prompt</th><th>base (greedy / sampled)</th>"
-        "<th>DPO (greedy / sampled)</th></tr>"
+        "<h2>Answers</h2><table class='gen'><tr><th>prompt</th><th>reference answer</th>"
+        "<th>base (greedy / sampled)</th><th>DPO (greedy / sampled)</th></tr>"
     )
     for g in generations:
         parts.append(
-            f"<tr><td>{esc(g['prompt'])}</td><td>{esc(g['base_greedy'])}<hr>{esc(g['base_sampled'])}</td>"
+            f"<tr><td>{esc(g['prompt'])}</td><td>{esc(g['reference'])}</td>"
+            f"<td>{esc(g['base_greedy'])}<hr>{esc(g['base_sampled'])}</td>"
             f"<td>{esc(g['dpo_greedy'])}<hr>{esc(g['dpo_sampled'])}</td></tr>"
         )
     parts.append("</table></body></html>")
     path.write_text("\n".join(parts))
 
 
-def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """Every number of the evaluation as `test/...` scalars (values and interval ends), for W&B."""
-    flat: dict[str, float] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}/{k}", v)
-        elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value):
-            flat[f"{prefix}_low"], flat[f"{prefix}_high"] = value
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[prefix] = value
-
-    for key in ("base", "dpo", "implicit_reward", "kl", "judge"):
-        walk(f"test/{key}", metrics.get(key) or {})
-    return flat
-
-
-def log_to_wandb(cfg: Any, out: Path, metrics: dict[str, Any], generations: list[dict[str, Any]]) -> None:
+def log_to_wandb(cfg: Any, out: Path, result: EvaluationResult, generations: list[dict[str, Any]]) -> None:
+    """The summary figures as test/<figure>/<column> scalars, the warnings, the answers and the plots, to W&B."""
     import wandb
 
     from ..loggers import wandb_configured
@@ -288,13 +275,14 @@ def log_to_wandb(cfg: Any, out: Path, metrics: dict[str, Any], generations: list
         dir=str(out),
         job_type="eval",
         mode="online" if wandb_configured() else "offline",
-        config={"run_dir": metrics["run_dir"]},
+        config={"run_dir": result.run_dir},
     )
-    run.log(flat_metrics(metrics))
+    run.log(logged_scalars(result.rows()))
     columns = list(generations[0]) if generations else []
     run.log(
         {
             "test/generations": wandb.Table(columns=columns, data=[[g[c] for c in columns] for g in generations]),
+            "test/warnings_text": wandb.Table(columns=["warning"], data=[[w] for w in result.warnings()]),
             **{f"test/plots/{p.stem}": wandb.Image(str(p)) for p in sorted(out.glob("*.png"))},
         }
     )

@@ -17,14 +17,17 @@ from tqdm.auto import tqdm
 
 from ..data import PreferencePair, TokenizedPair
 from ..data.datamodule import validation_source
-from ..model_card import push_to_hub, write_model_card
+from ..hub import push_to_hub
+from ..model_card import write_model_card
 from ..models.loading import load_tokenizer
-from .auto_judge import cached_judge
+from .diversity import diversity
 from .generation import Generated, generate, sampled_kl
 from .intervals import MEAN_METHOD, PROPORTION_METHOD
-from .judge import RewardJudge, as_text, judge_accuracy, win_rate
+from .judge import as_text
+from .judging import judge_generations, resolve_judge
 from .report import log_to_wandb, make_plots, write_html, write_markdown
-from .scoring import implicit_rewards, preference_accuracy, reward_statistics, score_pairs
+from .result import EvaluationResult, Thresholds
+from .scoring import implicit_rewards, likelihood_displacement, preference_accuracy, reward_statistics, score_pairs
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +96,24 @@ class Samples:
     kl_prompts: list[list[int]]
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Load the run's base and DPO models, score both on the held-out pairs, generate from held-out prompts, judge
-    the generations (with `judge=`), and write metrics.json, generations.jsonl, the plots and the reports."""
+def evaluate(cfg: DictConfig) -> EvaluationResult:
+    """Load the run's base and DPO models, score both on the held-out pairs, generate from held-out prompts, measure
+    the answers' diversity, judge them (with `judge=`), and write metrics.json, generations.jsonl, the plots and
+    the reports. Returns the one result object every output is rendered from."""
     run = open_run(cfg)
-    if cfg.get("judge") == "auto":  # trained (or read from the cache) before the models load: less peak memory
-        cfg.judge = cached_judge(run.config, cfg.get("judge_overrides"), run.config.get("paths", {}).get("cache_dir"))
+    judge_spec = resolve_judge(cfg, run)  # judge=auto trains (or reads from the cache) before the models load
     base, policy, tokenizer = load_models(run)
     held_out = held_out_pairs(cfg, run, tokenizer)
-    metrics, rewards = compare_on_pairs(cfg, run, held_out, base, policy)
+    result, rewards = compare_on_pairs(cfg, run, held_out, base, policy)
     prompts = sample_prompts(cfg, held_out)
     samples = {
         name: generate_samples(cfg, model, tokenizer, [held_out.tokens[i].prompt for i in prompts], run.device)
         for name, model in (("base", base), ("dpo", policy))
     }
-    metrics["kl"] = sampled_kl(policy, base, samples["dpo"].kl_prompts, samples["dpo"].for_kl, run.device)
+    result.kl = sampled_kl(policy, base, samples["dpo"].kl_prompts, samples["dpo"].for_kl, run.device)
     for name, s in samples.items():
-        metrics[name]["mean_response_tokens_greedy"] = mean_length(s.greedy)
-        metrics[name]["mean_response_tokens_sampled"] = mean_length(s.for_kl)
+        getattr(result, name)["mean_response_tokens_greedy"] = mean_length(s.greedy)
+        getattr(result, name)["mean_response_tokens_sampled"] = mean_length(s.for_kl)
     generations = [
         {
             "prompt": prompt_text(held_out.pairs[i]),
@@ -119,14 +122,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 for kind in ("greedy", "sampled")
                 for name, s in samples.items()
             },
+            "reference": as_text(held_out.pairs[i].chosen),
         }
         for j, i in enumerate(prompts)
     ]
-    metrics["judge"] = judge_generations(cfg, held_out, prompts, generations, samples, run.device)
-    write_outputs(cfg, run, metrics, rewards, generations)
-    update_model_card(run, metrics)
-    print(headline(metrics, run.out))
-    return metrics
+    answers = {"base": "base_greedy", "dpo": "dpo_greedy", "reference": "reference"}
+    result.diversity = {
+        name: diversity(
+            [g[key] for g in generations], resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=cfg.seed
+        ).as_dict()
+        for name, key in answers.items()
+    }
+    del base, policy  # the judge may be large: the policies are done
+    result.judge = judge_generations(cfg, judge_spec, held_out, prompts, generations, samples, run.device)
+    write_outputs(cfg, run, result, rewards, generations)
+    update_model_card(run, result.to_dict())
+    print(result.headline(str(run.out / "report.html")))
+    return result
 
 
 def update_model_card(run: Run, metrics: dict[str, Any]) -> None:
@@ -165,24 +177,28 @@ def held_out_pairs(cfg: DictConfig, run: Run, tokenizer: Any) -> HeldOut:
 
 def compare_on_pairs(
     cfg: DictConfig, run: Run, held_out: HeldOut, base: torch.nn.Module, policy: torch.nn.Module
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Preference accuracy of each model, and the DPO model's implicit reward against the base, with intervals."""
+) -> tuple[EvaluationResult, dict[str, torch.Tensor]]:
+    """Preference accuracy of each model, the DPO model's implicit reward against the base, and the likelihood
+    displacement of the held-out answers, with intervals."""
     bar = lambda desc: lambda it: tqdm(it, desc=desc, leave=False)  # noqa: E731
     base_scores = score_pairs(base, held_out.loader, run.device, bar("scoring base"))
     dpo_scores = score_pairs(policy, held_out.loader, run.device, bar("scoring DPO"))
     rewards = implicit_rewards(dpo_scores, base_scores, run.beta)
-    metrics = {
-        "run_dir": str(run.dir),
-        "data": held_out.description,
-        "pairs": len(held_out.tokens),
-        "beta": run.beta,
-        "confidence": cfg.confidence,
-        "intervals": {"proportions": PROPORTION_METHOD, "means": MEAN_METHOD},
-        "base": preference_accuracy(base_scores, cfg.confidence),
-        "dpo": preference_accuracy(dpo_scores, cfg.confidence),
-        "implicit_reward": reward_statistics(rewards, cfg.bootstrap_resamples, cfg.confidence, cfg.seed),
-    }
-    return metrics, rewards
+    stats = (cfg.bootstrap_resamples, cfg.confidence, cfg.seed)
+    result = EvaluationResult(
+        run_dir=str(run.dir),
+        data=held_out.description,
+        pairs=len(held_out.tokens),
+        beta=run.beta,
+        confidence=cfg.confidence,
+        intervals={"proportions": PROPORTION_METHOD, "means": MEAN_METHOD},
+        base=preference_accuracy(base_scores, cfg.confidence),
+        dpo=preference_accuracy(dpo_scores, cfg.confidence),
+        implicit_reward=reward_statistics(rewards, *stats),
+        displacement=likelihood_displacement(base_scores, dpo_scores, *stats),
+        thresholds=Thresholds(**(cfg.get("warn") or {})),
+    )
+    return result, rewards
 
 
 def sample_prompts(cfg: DictConfig, held_out: HeldOut) -> list[int]:
@@ -209,82 +225,20 @@ def mean_length(generated: Generated) -> float:
     return sum(map(len, generated.tokens)) / max(1, len(generated.tokens))
 
 
-def judge_generations(
-    cfg: DictConfig,
-    held_out: HeldOut,
-    prompts: list[int],
-    generations: list[dict[str, str]],
-    samples: dict[str, Samples],
-    device: torch.device,
-) -> dict | None:
-    """The reward model `judge` (None without one) on DPO's and base's generations, greedy and sampled: win/tie/loss
-    and each model's mean reward; the same on the temperature-1 samples the KL is measured on (the reward-KL
-    frontier's reward); and the judge's own accuracy on the held-out pairs."""
-    if not cfg.get("judge"):
-        return None
-    judge = RewardJudge(cfg.judge, device=device, batch_size=cfg.batch_size)
-    asked = [held_out.pairs[i].prompt for i in prompts]
-    result: dict[str, Any] = {"model": str(cfg.judge)}
-
-    def verdict(dpo: torch.Tensor, base: torch.Tensor) -> dict[str, Any]:
-        return win_rate(dpo, base, cfg.judge_tie_tolerance, cfg.bootstrap_resamples, cfg.confidence, cfg.seed)
-
-    for kind in ("greedy", "sampled"):
-        dpo = judge.score(asked, [g[f"dpo_{kind}"] for g in generations])
-        base = judge.score(asked, [g[f"base_{kind}"] for g in generations])
-        result[kind] = verdict(dpo, base)
-        for g, d, b in zip(generations, dpo.tolist(), base.tolist()):
-            g[f"judge_dpo_{kind}"], g[f"judge_base_{kind}"] = d, b
-    kl_asked = [prompt for prompt in asked for _ in range(cfg.generation.kl_samples_per_prompt)]
-    result["temperature_1"] = verdict(*(judge.score(kl_asked, samples[m].for_kl.texts) for m in ("dpo", "base")))
-    pairs = held_out.pairs
-    result["accuracy_on_pairs"] = judge_accuracy(
-        judge,
-        [p.prompt for p in pairs],
-        [as_text(p.chosen) for p in pairs],
-        [as_text(p.rejected) for p in pairs],
-        cfg.confidence,
-    )
-    return result
-
-
 def write_outputs(
     cfg: DictConfig,
     run: Run,
-    metrics: dict[str, Any],
+    result: EvaluationResult,
     rewards: dict[str, torch.Tensor],
     generations: list[dict[str, str]],
 ) -> None:
-    out = run.out
+    out, metrics = run.out, result.to_dict()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with open(out / "generations.jsonl", "w") as f:
         f.writelines(json.dumps(g, ensure_ascii=False) + "\n" for g in generations)
     torch.save({k: v.cpu() for k, v in rewards.items()}, out / "rewards.pt")
     make_plots(out, rewards, metrics, run.beta)
-    write_markdown(out / "report.md", metrics, generations)
-    write_html(out / "report.html", metrics, generations, out)
+    write_markdown(out / "report.md", result, generations)
+    write_html(out / "report.html", result, generations, out)
     if cfg.get("report_to") == "wandb":
-        log_to_wandb(cfg, out, metrics, generations)
-
-
-def headline(metrics: dict[str, Any], out: Path) -> str:
-    b, d = metrics["base"], metrics["dpo"]
-    return (
-        f"Report: {out / 'report.html'} (and report.md)\n"
-        f"Held-out preference accuracy ({metrics['pairs']} pairs): base {b['preference_accuracy']:.3f} -> DPO "
-        f"{d['preference_accuracy']:.3f} (per-token: {b['preference_accuracy_normalized']:.3f} -> "
-        f"{d['preference_accuracy_normalized']:.3f}); implicit-reward accuracy "
-        f"{metrics['implicit_reward']['accuracy']['value']:.3f}, KL per token {metrics['kl']['kl_per_token']:.4f}"
-        + judge_headline(metrics.get("judge"))
-    )
-
-
-def judge_headline(judge: dict[str, Any] | None) -> str:
-    if not judge:
-        return ""
-    g, acc = judge["greedy"], judge["accuracy_on_pairs"]
-    return (
-        f"\nJudge win rate of DPO over base (greedy, {g['wins']}/{g['ties']}/{g['losses']} W/T/L): "
-        f"{g['win_rate']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]; sampled {judge['sampled']['win_rate']:.3f}; "
-        f"judge accuracy on the held-out pairs {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}]"
-    )
+        log_to_wandb(cfg, out, result, generations)

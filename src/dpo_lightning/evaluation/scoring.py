@@ -50,6 +50,23 @@ def implicit_rewards(policy: PairLogps, base: PairLogps, beta: float) -> dict[st
     return {"chosen": chosen, "rejected": rejected, "margins": chosen - rejected}
 
 
+def likelihood_displacement(
+    base: PairLogps, dpo: PairLogps, resamples: int, confidence: float, seed: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-token log-probability of the held-out chosen and rejected answers under base and DPO (BCa intervals of
+    the means), and the paired change DPO - base. DPO can widen the margin by pushing both answers down, mass going
+    to answers in neither (Razin et al. 2024, "likelihood displacement"); a falling chosen log-prob shows it."""
+    out = {}
+    for side in ("chosen", "rejected"):
+        b, d = getattr(base, f"{side}_mean"), getattr(dpo, f"{side}_mean")
+        out[side] = {
+            "base": bca_mean(b, resamples, confidence, seed).as_dict(),
+            "dpo": bca_mean(d, resamples, confidence, seed).as_dict(),
+            "change": bca_mean(d - b, resamples, confidence, seed).as_dict(),
+        }
+    return out
+
+
 def reward_statistics(
     rewards: dict[str, Tensor], resamples: int, confidence: float, seed: int
 ) -> dict[str, dict[str, float]]:

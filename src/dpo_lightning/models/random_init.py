@@ -25,6 +25,9 @@ SHAPES: dict[str, tuple[int, int, int, int, int, int, bool]] = {
     "llama3_8b": (4096, 32, 32, 8, 14336, 128256, False),  # Llama-3-8B / 3.1-8B: 8.03B parameters
     "smollm2": (576, 30, 9, 3, 1536, 49152, True),  # SmolLM2-135M
     "tiny": (64, 2, 4, 2, 128, 49152, True),
+    # Llama-3.2-1B's depth and vocabulary at a width of 32: its step is nearly all host work, the CPU proxy of a GPU
+    # step's launches and syncs (bench/host_overhead.py)
+    "llama1b_narrow": (32, 16, 4, 1, 64, 128256, True),
 }
 
 

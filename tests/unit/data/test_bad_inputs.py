@@ -8,34 +8,34 @@ from pathlib import Path
 
 import pytest
 
-from dpo_lightning.data import DataError, HHFormat, JsonlFormat, PreferenceDataModule
+from dpo_lightning.data import DataError, HHFormat, PreferenceDataModule, PreferenceFormat
 
 FILES = Path(__file__).parent / "bad_inputs"
 
 # file, format, (line, field) named by the default error, the skip reason, pairs kept when skipping
 CASES = [
-    ("malformed_json.jsonl", JsonlFormat, r"malformed_json\.jsonl:2: malformed JSON", "malformed_json", 2),
-    ("missing_field.jsonl", JsonlFormat, r"missing_field\.jsonl:3: field 'rejected': missing", "missing_field", 2),
+    ("malformed_json.jsonl", PreferenceFormat, r"malformed_json\.jsonl:2: malformed JSON", "malformed_json", 2),
+    ("missing_field.jsonl", PreferenceFormat, r"missing_field\.jsonl:3: field 'rejected': missing", "missing_field", 2),
     (
         "wrong_type.jsonl",
-        JsonlFormat,
+        PreferenceFormat,
         r"wrong_type\.jsonl:2: field 'chosen': expected a string, got int",
         "wrong_type",
         2,
     ),
-    ("empty_chosen.jsonl", JsonlFormat, r"empty_chosen\.jsonl:2: field 'chosen': empty", "empty_value", 2),
+    ("empty_chosen.jsonl", PreferenceFormat, r"empty_chosen\.jsonl:2: field 'chosen': empty", "empty_value", 2),
     (
         "identical.jsonl",
-        JsonlFormat,
+        PreferenceFormat,
         r"identical\.jsonl:3: field 'rejected': identical to chosen",
         "identical_responses",
         2,
     ),
-    ("invalid_utf8.jsonl", JsonlFormat, r"invalid_utf8\.jsonl:2: invalid UTF-8 at byte 15", "invalid_utf8", 2),
-    ("empty.jsonl", JsonlFormat, r"empty\.jsonl: empty file: no rows", "empty_file", 0),
+    ("invalid_utf8.jsonl", PreferenceFormat, r"invalid_utf8\.jsonl:2: invalid UTF-8 at byte 15", "invalid_utf8", 2),
+    ("empty.jsonl", PreferenceFormat, r"empty\.jsonl: empty file: no rows", "empty_file", 0),
     (
         "truncated.jsonl.gz",
-        JsonlFormat,
+        PreferenceFormat,
         r"truncated\.jsonl\.gz:\d+: corrupt or truncated file after line \d+",
         "truncated_file",
         None,
@@ -85,7 +85,7 @@ def test_skip_drops_counts_and_reports(tokenizer, tmp_path, name, fmt, message, 
 
 def test_a_prompt_longer_than_max_length_is_truncated_or_dropped_and_counted(tokenizer, tmp_path):
     name = "long_prompt.jsonl"
-    dm = datamodule(tokenizer, name, JsonlFormat, report_path=str(tmp_path / "r.json"))
+    dm = datamodule(tokenizer, name, PreferenceFormat, report_path=str(tmp_path / "r.json"))
     dm.setup()
     long_pair = dm.train_tokens[1]
     assert long_pair.truncated and len(long_pair.prompt) == 64
@@ -96,7 +96,9 @@ def test_a_prompt_longer_than_max_length_is_truncated_or_dropped_and_counted(tok
         "truncated": 1,
         "dropped_overlong": 0,
     }
-    dropped = datamodule(tokenizer, name, JsonlFormat, truncation_mode="drop", report_path=str(tmp_path / "d.json"))
+    dropped = datamodule(
+        tokenizer, name, PreferenceFormat, truncation_mode="drop", report_path=str(tmp_path / "d.json")
+    )
     dropped.setup()
     assert len(dropped.train_pairs) == len(dropped.train_tokens) == 2
     assert json.loads((tmp_path / "d.json").read_text())["train"]["dropped_overlong"] == 1
@@ -111,4 +113,4 @@ def test_hh_mismatch_policy_error_names_the_line():
 
 def test_invalid_policy_is_refused(tokenizer):
     with pytest.raises(ValueError, match="on_bad_row"):
-        datamodule(tokenizer, "identical.jsonl", JsonlFormat, on_bad_row="ignore")
+        datamodule(tokenizer, "identical.jsonl", PreferenceFormat, on_bad_row="ignore")

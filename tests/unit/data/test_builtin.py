@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from dpo_lightning.data import JsonlFormat, builtin_file, read_json_rows
+from dpo_lightning.data import PreferenceFormat, builtin_file, read_json_rows
 
 
 def rows(split):
@@ -24,6 +24,19 @@ def test_size_categories_and_held_out_split():
         assert len(r["chosen"].split()) >= 15  # an answer that helps, not a bare refusal
 
 
+def test_judge_split_is_disjoint_balanced_and_partly_evasive():
+    train, val, judge = rows("train"), rows("val"), rows("judge")
+    assert len(judge) == 150
+    prompts = {r["prompt"].lower() for r in train + val}
+    assert not {r["prompt"].lower() for r in judge} & prompts  # the judge never sees a policy's training prompt
+    by_category = Counter(r["category"] for r in judge)
+    assert set(by_category) == {r["category"] for r in train} and set(by_category.values()) == {15}
+    kinds = Counter((r["category"], r["rejected_kind"]) for r in judge)
+    assert all(kinds[(c, "evasive")] == 5 and kinds[(c, "misaligned")] == 10 for c in by_category)
+    for r in judge:
+        assert r["chosen"] != r["rejected"] and len(r["chosen"].split()) >= 15
+
+
 def test_parses_and_has_a_card():
-    assert len(JsonlFormat().load(read_json_rows(builtin_file("train")))) == len(rows("train"))
+    assert len(PreferenceFormat().load(read_json_rows(builtin_file("train")))) == len(rows("train"))
     assert "Categories" in (builtin_file("train").parent / "README.md").read_text()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import HH_TEST, requires_hh
-from dpo_lightning.data import DataError, HHFormat, JsonlFormat, SHPFormat, read_json_rows
+from dpo_lightning.data import DataError, HHFormat, PreferenceFormat, SHPFormat, read_json_rows
 
 MARKER = "\n\nAssistant:"
 
@@ -64,17 +64,17 @@ def write_jsonl(path, rows):
 
 def test_jsonl_text_rows_and_mapped_fields(tmp_path):
     f = write_jsonl(tmp_path / "p.jsonl", [{"q": "Hi?", "good": "Hello!", "bad": "Go away."}])
-    (pair,) = JsonlFormat("q", "good", "bad").load(read_json_rows(f))
+    (pair,) = PreferenceFormat("q", "good", "bad").load(read_json_rows(f))
     assert (pair.prompt, pair.chosen, pair.rejected) == ("Hi?", "Hello!", "Go away.")
     assert pair.where.endswith("p.jsonl:1")
 
 
 def test_json_list_and_gzip(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps([{"prompt": "a", "chosen": "b", "rejected": "c"}]))
-    assert len(JsonlFormat().load(read_json_rows(tmp_path / "p.json"))) == 1
+    assert len(PreferenceFormat().load(read_json_rows(tmp_path / "p.json"))) == 1
     with gzip.open(tmp_path / "p.jsonl.gz", "wt") as g:
         g.write(json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}) + "\n")
-    assert len(JsonlFormat().load(read_json_rows(tmp_path / "p.jsonl.gz"))) == 1
+    assert len(PreferenceFormat().load(read_json_rows(tmp_path / "p.jsonl.gz"))) == 1
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_json_list_and_gzip(tmp_path):
 def test_bad_rows_name_file_line_and_field(tmp_path, row, match):
     f = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "ok", "chosen": "yes", "rejected": "no"}, row])
     with pytest.raises(DataError, match=match):
-        JsonlFormat().load(read_json_rows(f))
+        PreferenceFormat().load(read_json_rows(f))
 
 
 def test_chat_messages_with_and_without_a_prompt_field(tmp_path):
@@ -105,14 +105,14 @@ def test_chat_messages_with_and_without_a_prompt_field(tmp_path):
             {"chosen": [user, good], "rejected": [user, bad]},  # TRL's implicit-prompt form
         ],
     )
-    a, b = JsonlFormat().load(read_json_rows(f))
+    a, b = PreferenceFormat().load(read_json_rows(f))
     for pair in (a, b):
         assert pair.is_chat and pair.prompt == [user] and pair.chosen == [good] and pair.rejected == [bad]
     bad_row = write_jsonl(
         tmp_path / "d.jsonl", [{"prompt": [user], "chosen": [{"role": "assistant"}], "rejected": [bad]}]
     )
     with pytest.raises(DataError, match=r"d\.jsonl:1: field 'chosen\[0\]'"):
-        JsonlFormat().load(read_json_rows(bad_row))
+        PreferenceFormat().load(read_json_rows(bad_row))
 
 
 def shp_row(post, a, b, label, ratio):

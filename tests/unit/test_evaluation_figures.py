@@ -1,0 +1,177 @@
+"""The evaluation's collapse, diversity and displacement figures against values computed by hand, the LLM judge's
+order-swap and tie rule, and the warnings a collapsed set of answers trips."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dpo_lightning.evaluation.diversity import distinct_n, diversity, repetition, top_opening, words
+from dpo_lightning.evaluation.intervals import wilson
+from dpo_lightning.evaluation.judge import Comparison, judge_accuracy, outcomes_from_scores, win_rate
+from dpo_lightning.evaluation.llm_judge import order_swapped_outcomes
+from dpo_lightning.evaluation.result import EvaluationResult, Thresholds
+from dpo_lightning.evaluation.scoring import likelihood_displacement
+from dpo_lightning.losses import PairLogps
+
+ANSWERS = ["I can't help with that.", "I can't help you, sorry.", "Low. It's a myth."]
+
+
+def test_words_openings_and_distinct_n_by_hand():
+    assert words("I’m UNSURE, of it's context!") == ["i'm", "unsure", "of", "it's", "context"]
+    assert top_opening(ANSWERS) == ("i can't help", 2)
+    tokenized = [words(a) for a in ANSWERS]
+    # unigrams: 5 + 5 + 4 = 14, of which i, can't, help appear twice -> 11 distinct
+    assert distinct_n(tokenized, 1) == pytest.approx(11 / 14)
+    # bigrams: 4 + 4 + 3 = 11; (i, can't) and (can't, help) twice -> 9 distinct
+    assert distinct_n(tokenized, 2) == pytest.approx(9 / 11)
+    assert math.isnan(distinct_n([["one"]], 2))
+
+
+def test_repetition_within_an_answer_by_hand():
+    # 3-grams of "step one step one step one": (s,o,s) (o,s,o) (s,o,s) (o,s,o): 2 of 4 repeat an earlier one
+    assert repetition(words("step one step one step one")) == pytest.approx(0.5)
+    assert repetition(words("a b c d e")) == 0.0
+    assert repetition(words("too short")) == 0.0
+
+
+def test_diversity_figures_and_their_intervals():
+    d = diversity(ANSWERS, resamples=500)
+    assert d.top_opening == "i can't help" and d.answers == 3
+    w = wilson(2, 3)
+    assert (d.opening_share.value, d.opening_share.low, d.opening_share.high) == pytest.approx((2 / 3, w.low, w.high))
+    assert d.distinct_2.value == pytest.approx(9 / 11) and d.distinct_2.low <= d.distinct_2.value <= d.distinct_2.high
+    assert d.length_words.value == pytest.approx((5 + 5 + 4) / 3)
+    assert d.repetition.value == 0.0
+
+
+def test_likelihood_displacement_by_hand():
+    # per-token log-probs: base chosen -2, -4 (sums -4 over 2 tokens, -12 over 3); DPO chosen -3, -5
+    base = PairLogps(
+        torch.tensor([-4.0, -12.0]), torch.tensor([-6.0, -2.0]), torch.tensor([2, 3]), torch.tensor([3, 1])
+    )
+    dpo = PairLogps(torch.tensor([-6.0, -15.0]), torch.tensor([-9.0, -4.0]), torch.tensor([2, 3]), torch.tensor([3, 1]))
+    got = likelihood_displacement(base, dpo, resamples=200, confidence=0.95, seed=0)
+    assert got["chosen"]["base"]["value"] == pytest.approx(-3.0)
+    assert got["chosen"]["dpo"]["value"] == pytest.approx(-4.0)
+    assert got["chosen"]["change"]["value"] == pytest.approx(-1.0)  # both pairs fell by exactly 1: a zero-width CI
+    assert got["chosen"]["change"]["ci_high"] == pytest.approx(-1.0)
+    assert got["rejected"]["change"]["value"] == pytest.approx(((-3 + 2) + (-4 + 2)) / 2)
+
+
+def test_llm_judge_order_swap_and_tie_rule():
+    as_given = torch.tensor([True, False, True, False])
+    swapped = torch.tensor([True, False, False, True])  # the first answer's win in the swapped order
+    c = order_swapped_outcomes(as_given, swapped)
+    assert c.outcomes.tolist() == [1.0, 0.0, 0.5, 0.5]  # both orders agree -> win / loss; disagree -> tie
+    assert c.consistent.tolist() == [True, True, False, False]
+    w = win_rate(c)
+    assert (w["wins"], w["ties"], w["losses"]) == (1, 2, 1) and w["win_rate"] == pytest.approx(0.5)
+    assert w["order_consistency"]["value"] == pytest.approx(0.5)
+
+
+def test_score_outcomes_and_judge_accuracy_count_ties_half():
+    o = outcomes_from_scores(torch.tensor([1.0, 0.0, -1.0, 0.05]), torch.zeros(4), tie_tolerance=0.1)
+    assert o.tolist() == [1.0, 0.5, 0.0, 0.5]
+
+    class Fixed:
+        def compare(self, prompts, first, second):
+            return Comparison(torch.tensor([1.0, 1.0, 0.5, 0.0]))
+
+    acc = judge_accuracy(Fixed(), ["p"] * 4, ["c"] * 4, ["r"] * 4)
+    assert acc["value"] == pytest.approx(2.5 / 4) and acc["pairs"] == 4
+
+
+def test_llm_judge_on_the_tiny_model(tiny_model_dir):
+    """The mechanics on a real (tiny, random) chat model: the batched, left-padded preference equals the one-prompt
+    computation from the model's logits, swapping the answers swaps the verdicts, and a tie is where orders disagree."""
+    from dpo_lightning.evaluation.llm_judge import LLMJudge
+
+    judge = LLMJudge(str(tiny_model_dir), batch_size=3, max_answer_tokens=64)
+    prompts = ["Is the Pacific the largest ocean?", "How do I pick a lock?", "Tell me a joke.", "Say hi."]
+    first = ["Yes, by far.", "I can't help with that.", "Why did the chicken cross the road?", "Hi!"]
+    second = ["No.", "Use a tension wrench and a pick on the pins, one by one.", "No.", "Hello there, friend."]
+    batched = judge.prefers_first(prompts, first, second)
+    for i in range(len(prompts)):
+        ids = torch.tensor([judge.render(prompts[i], first[i], second[i])])
+        logits = judge.model(input_ids=ids).logits[0, -1].double()
+        letter = torch.stack([logits[ids_].logsumexp(-1) for ids_ in judge.letters])
+        torch.testing.assert_close(batched[i], letter.softmax(-1)[0], rtol=0, atol=1e-5)
+    forward, backward = judge.compare(prompts, first, second), judge.compare(prompts, second, first)
+    torch.testing.assert_close(forward.outcomes, 1 - backward.outcomes)
+    assert ((forward.outcomes == 0.5) == ~forward.consistent).all()
+
+
+def collapsed_result(dpo_answers: list[str], base_answers: list[str], **judge) -> EvaluationResult:
+    ref = ["Low. It's a myth.", "Call 911 now; this could be a stroke.", "Tell her the truth kindly."] * 4
+    zero = {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    shift = {"base": zero, "dpo": zero, "change": {"value": -0.5, "ci_low": -0.7, "ci_high": -0.3}}
+    result = EvaluationResult(
+        run_dir="r",
+        data="d",
+        pairs=12,
+        beta=0.1,
+        confidence=0.95,
+        intervals={"proportions": "Wilson", "means": "BCa"},
+        base={"preference_accuracy": 0.5, "preference_accuracy_normalized": 0.5},
+        dpo={"preference_accuracy": 0.5, "preference_accuracy_normalized": 0.5},
+        implicit_reward={"accuracy": zero},
+        displacement={"chosen": shift, "rejected": shift},
+        thresholds=Thresholds(),
+    )
+    result.diversity = {
+        name: diversity(texts, resamples=200).as_dict()
+        for name, texts in (("base", base_answers), ("dpo", dpo_answers), ("reference", ref))
+    }
+    return result
+
+
+def test_a_collapsed_set_of_answers_trips_the_warnings():
+    boiler = "I'm unsure of the context. I can't provide that. I can't provide that. I can't provide that."
+    varied = [
+        "The wall is hard to see from orbit.",
+        "Call emergency services right away.",
+        "Tell your boss the truth today.",
+        "Mars has two small moons.",
+        "Rest, fluids, and see a doctor if it gets worse.",
+        "A Roth IRA is taxed now, not later.",
+    ] * 2
+    warnings = collapsed_result([boiler] * 10 + varied[:2], varied).warnings()
+    text = " ".join(warnings)
+    assert 'Collapse: 10 of 12 DPO answers (83%) open with "i\'m unsure of"' in text
+    assert "Less diverse than base" in text and "Loops:" in text
+    assert "Likelihood displacement" in text  # the chosen answers' log-prob fell (CI below 0)
+    healthy = collapsed_result(varied, varied)
+    healthy.displacement["chosen"]["change"] = {"value": 0.1, "ci_low": 0.05, "ci_high": 0.2}
+    assert healthy.warnings() == []
+
+
+def test_a_self_trained_or_weak_judge_is_flagged():
+    result = collapsed_result(["a b c"] * 12, ["a b c"] * 12)
+    w = {"wins": 6, "ties": 0, "losses": 6, "win_rate": 0.5, "ci_low": 0.25, "ci_high": 0.75}
+    result.judge = {
+        "model": "j",
+        "kind": "reward model",
+        "self_trained": True,
+        "greedy": w,
+        "sampled": w,
+        "reference": {"dpo": w, "base": w},
+        "accuracy_on_pairs": {"value": 0.6, "ci_low": 0.4, "ci_high": 0.8, "pairs": 12},
+    }
+    text = " ".join(result.warnings())
+    assert "grades its own homework" in text and "ranks only 60%" in text and "reference answers" in text
+    summary = result.to_dict()["summary"]
+    assert [r["key"] for r in summary if r["warning"]][-2:] == ["judge_win_rate_reference", "judge_accuracy"]
+
+
+def test_judge_auto_learns_from_disjoint_pairs_where_there_are_such():
+    from dpo_lightning.evaluation.auto_judge import judge_data_path
+
+    builtin = OmegaConf.create({"data": {"path": "builtin:train"}})
+    assert judge_data_path(builtin, "auto") == ("builtin:judge", False)
+    hh = OmegaConf.create({"data": {"path": "/data/hh/train.jsonl.gz"}})
+    assert judge_data_path(hh, "auto") == ("/data/hh/train.jsonl.gz", True)  # self-trained: the report says so
+    assert judge_data_path(hh, "/data/hh/other.jsonl") == ("/data/hh/other.jsonl", False)
