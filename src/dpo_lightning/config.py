@@ -57,6 +57,18 @@ def config_dir() -> Path:
     return found
 
 
+def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
+    """A config of conf/ (`name`: train, reward, eval, online) composed with `overrides`: from inside an entry
+    point's @hydra.main (Hydra is initialized) or from plain Python (initialized here for the call)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(name, overrides=overrides or [])
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(name, overrides=overrides or [])
+
+
 def validate_model_source(model: DictConfig) -> None:
     """`model.init_from` is a finished run; else `model.name_or_path` is a local model folder or a hub id."""
     init_from = model.get("init_from")

@@ -41,12 +41,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loaded = instantiate(cfg.model_head)(loaded)
     policy = instantiate(cfg.peft)(loaded.model) if cfg.get("peft") else loaded.model
     datamodule = instantiate(cfg.data, tokenizer=loaded.tokenizer)
-    # The module builds its reference (reference.build_reference): a frozen copy, or the adapter disabled.
+    # The module builds its reference (reference.build_reference): a frozen copy of the policy as loaded, or the
+    # adapter disabled; `reference_model` (a model config, e.g. the online loop's initial policy) loads another.
+    extra = {"loss": loss} if loss is not None else {}  # a reward model's module has its own loss
+    if cfg.get("reference_model"):
+        extra["reference"] = instantiate(cfg.reference_model).model
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    with_loss = {"loss": loss} if loss is not None else {}  # a reward model's module has its own loss
-    module = instantiate(
-        cfg.module, policy=policy, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **with_loss
-    )
+    module = instantiate(cfg.module, policy=policy, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **extra)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     for logger in loggers:  # the resolved config, secrets masked: W&B config, MLflow params, CSV hparams.yaml

@@ -50,18 +50,9 @@ def judge_config(
 ) -> DictConfig:
     """conf/reward.yaml with the run's model and data (the data scored whole: no packing), read from `data_path`
     instead of the run's training pairs when given, then `overrides` merged (e.g. {trainer: {max_epochs: 2}})."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from ..config import compose_config
 
-    from ..config import config_dir
-
-    conf = str(config_dir())
-    with_run = [f"paths.output_dir={os.devnull}"]
-    if GlobalHydra.instance().is_initialized():  # inside evaluate.py's @hydra.main
-        cfg = compose("reward", overrides=with_run)
-    else:
-        with initialize_config_dir(config_dir=conf, version_base="1.3"):
-            cfg = compose("reward", overrides=with_run)
+    cfg = compose_config("reward", [f"paths.output_dir={os.devnull}"])
     OmegaConf.set_struct(cfg, False)
     cfg.model = run_config.model
     cfg.data = OmegaConf.merge(run_config.data, {"packing": False})
@@ -103,6 +94,7 @@ def cached_judge(
             tmp = home.with_name(home.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             cfg.paths.output_dir = str(tmp)
+            cfg.data.report_path = str(tmp / "data_report.json")  # not the evaluated run's own report
             train(cfg)
             shutil.rmtree(home, ignore_errors=True)
             os.replace(tmp, home)

@@ -102,7 +102,7 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
     the reports. Returns the one result object every output is rendered from."""
     run = open_run(cfg)
     judge_spec = resolve_judge(cfg, run)  # judge=auto trains (or reads from the cache) before the models load
-    base, policy, tokenizer = load_models(run)
+    base, policy, tokenizer = load_models(run, cfg.get("base_model"))
     held_out = held_out_pairs(cfg, run, tokenizer)
     result, rewards = compare_on_pairs(cfg, run, held_out, base, policy)
     prompts = sample_prompts(cfg, held_out)
@@ -159,10 +159,12 @@ def open_run(cfg: DictConfig) -> Run:
     return Run(run_dir, OmegaConf.load(run_dir / "config.yaml"), out, device)
 
 
-def load_models(run: Run) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
-    """The run's starting model (its reference: "base"), its final policy ("dpo"), and the tokenizer."""
-    base = instantiate(run.config.model).model.to(run.device)
-    policy = load_trained_policy(run.dir / "final", base).to(run.device)
+def load_models(run: Run, base_model: DictConfig | None = None) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
+    """The run's starting model (its reference: "base"; or `base_model`, a model config, e.g. the online loop's
+    initial policy for a later round), its final policy ("dpo"), and the tokenizer."""
+    start = instantiate(run.config.model).model.to(run.device)
+    policy = load_trained_policy(run.dir / "final", start).to(run.device)  # a LoRA adapter goes on the run's start
+    base = start if base_model is None else instantiate(base_model).model.to(run.device)
     return base, policy, load_tokenizer(str(run.dir / "final"))
 
 

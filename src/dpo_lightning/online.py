@@ -1,0 +1,333 @@
+"""`train_online(cfg)`: online (iterative) DPO, in rounds, built from the framework's own pieces.
+
+One round r, in `<run>/round_<r>/`:
+1. **sample**: `online.sampling.samples_per_prompt` answers to each of the round's prompts (a seeded choice of the
+   training prompts) from the current policy, batched with the KV cache -> `samples.jsonl`;
+2. **score**: the judge (`judge=`: a reward model, `auto`, or the LLM judge) scores every answer -> `scores.jsonl`;
+3. **pairs**: best against worst answer per prompt (`online.pairs.min_gap`; ties give none) -> `pairs.jsonl`, in the
+   format `data=jsonl` reads (with the scores), so any round can be replayed offline;
+4. **train**: DPO (the configured loss, model, peft, trainer) on those pairs -> `train/` (a train.py run), starting
+   from the previous round's policy; the reference is the initial policy or the previous round's
+   (`online.reference=initial|previous`);
+5. **evaluate**: the full evaluation of `train/` against the initial policy on the held-out pairs, judged by
+   `eval_judge` (keep it one the loop does not train on) -> `eval/`, and one row of `rounds.{csv,md,png}`.
+
+Resumable at round and step granularity: every phase's output is written as it goes (sampling and scoring chunk by
+chunk, training with its checkpoints) and skipped once complete. SIGTERM, SIGUSR1 or SIGUSR2 stop the run after the
+current chunk (or, in training, the current optimizer step, with a checkpoint) with status 75; rerunning the same
+command with `resume=true` continues, and gives the same pairs and the same final metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .callbacks.preemption import Preempted
+from .online_pairs import PairRule, Sampling, build_pairs, read_lines, sample_answers, score_answers
+from .training import save_config, train
+
+log = logging.getLogger(__name__)
+
+
+class Stopper:
+    """Remembers a stop signal; the loop checks it between chunks and phases (training has its own Preemption)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.before = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = self.received or signum
+
+    def check(self, where: str, out: Path) -> None:
+        if self.received:
+            name = signal.Signals(self.received).name
+            message = f"preempted by {name} {where}; continue with the same command and resume=true ({out})"
+            log.warning(message)
+            raise Preempted(message)
+
+    def restore(self) -> None:
+        for signum, handler in self.before.items():
+            signal.signal(signum, handler)
+
+
+def train_online(cfg: DictConfig) -> dict[str, float]:
+    """Run every round (or the rounds still missing, with `resume=true`); returns the last round's evaluation."""
+    out = Path(cfg.paths.output_dir)
+    if (out / "round_0").exists() and not cfg.get("resume"):
+        raise FileExistsError(f"{out} already holds rounds: pass resume=true to continue them (or a new directory)")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out)
+    stopper = Stopper()
+    try:
+        return Loop(cfg, out, stopper).run()
+    finally:
+        stopper.restore()
+
+
+class Loop:
+    def __init__(self, cfg: DictConfig, out: Path, stopper: Stopper) -> None:
+        self.cfg, self.out, self.stopper = cfg, out, stopper
+        online = cfg.online
+        self.sampling = Sampling(**online.sampling)
+        self.rule = PairRule(**online.pairs)
+        if online.reference not in ("initial", "previous"):
+            raise ValueError(f"online.reference must be initial or previous, got {online.reference!r}")
+        self.hooks = [instantiate(h) for h in (online.get("hooks") or {}).values() if h]
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
+
+    def run(self) -> dict[str, float]:
+        initial = instantiate(self.cfg.model)
+        tokenizer = initial.tokenizer
+        prompts, prompt_ids = self.prompts(tokenizer)
+        judge = self.judges()
+        rows: list[dict[str, Any]] = []
+        for r in range(self.cfg.online.rounds):
+            rows.append(self.round(r, initial, prompts, prompt_ids, judge))
+            write_rounds(self.out, rows)
+        return rows[-1]
+
+    # -- once per run ------------------------------------------------------------------------------------------
+    def prompts(self, tokenizer: Any) -> tuple[list[Any], list[list[int]]]:
+        """The training prompts (each once) and their token ids, and the held-out pairs as `val.jsonl` (what every
+        round validates on, in the format data=jsonl reads)."""
+        data = instantiate(self.cfg.data, tokenizer=tokenizer, report_path=None)
+        data.setup()
+        seen, prompts, ids = set(), [], []
+        for pair, tokens in zip(data.train_pairs, data.train_tokens):
+            key = json.dumps(pair.prompt, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                prompts.append(pair.prompt)
+                ids.append(tokens.prompt)
+        val = self.out / "val.jsonl"
+        if not val.is_file():
+            rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in data.val_pairs]
+            atomic_lines(val, rows)
+        return prompts, ids
+
+    def judges(self) -> Any:
+        """The judge that scores the samples (`judge=`) and the one that judges every round's evaluation
+        (`eval_judge=`), each resolved once against the run's own data (judge=auto is trained once, or read from
+        the cache): the evaluation judge is then a fixed reward-model folder for every round."""
+        from .evaluation.judging import resolve_judge
+
+        run = type("Run", (), {"config": self.cfg})
+
+        def resolved(key: str) -> Any:  # the option's interpolations (e.g. ${data.path}) read in the run's config
+            node = self.cfg.get(key)
+            return resolve_judge(OmegaConf.create({"judge": OmegaConf.to_container(node, resolve=True)}), run)
+
+        scorer = resolved("judge")
+        if scorer is None:
+            raise ValueError("the online loop needs a judge to score its samples: judge=auto, reward or llm")
+        evaluator = resolved("eval_judge")
+        self.eval_judge = evaluator.config if evaluator is not None else None
+        return instantiate(scorer.config)(device=self.device, batch_size=self.sampling.batch_size)
+
+    # -- one round -----------------------------------------------------------------------------------------------
+    def round(self, r: int, initial: Any, prompts: list[Any], prompt_ids: list[list[int]], judge: Any) -> dict:
+        rdir = self.out / f"round_{r}"
+        rdir.mkdir(exist_ok=True)
+        if (rdir / "eval" / "metrics.json").is_file():
+            return round_row(r, rdir)
+        chosen = self.round_prompts(r, len(prompts))
+        asked, asked_ids = [prompts[i] for i in chosen], [prompt_ids[i] for i in chosen]
+        if not (rdir / "pairs.jsonl").is_file():
+            policy = initial.model if r == 0 else instantiate(self.cfg.model, init_from=str(self.previous(r))).model
+            policy = policy.to(self.device)
+            sample_answers(
+                policy,
+                initial.tokenizer,
+                asked,
+                asked_ids,
+                self.sampling,
+                rdir / "samples.jsonl",
+                self.seed(r),
+                self.device,
+                self.chunk_hook("sample", r, rdir),
+            )
+            if r > 0:
+                del policy
+            samples = read_lines(rdir / "samples.jsonl")
+            scores = score_answers(
+                judge,
+                samples,
+                rdir / "scores.jsonl",
+                self.sampling.prompts_per_chunk,
+                self.chunk_hook("score", r, rdir),
+            )
+            pairs = build_pairs(samples, scores, self.rule)
+            if not pairs:
+                raise ValueError(f"round {r}: every prompt's answers tied under the judge: no pair to train on")
+            atomic_lines(rdir / "pairs.jsonl", pairs)
+            log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(samples))
+        self.phase_hook("train", r)
+        if not (rdir / "train" / "metrics.json").is_file():
+            train(self.train_config(r, rdir))
+        self.stopper.check(f"after training round {r}", self.out)
+        self.phase_hook("evaluate", r)
+        from .evaluation.runner import evaluate
+
+        evaluate(self.eval_config(rdir))
+        self.stopper.check(f"after evaluating round {r}", self.out)
+        return round_row(r, rdir)
+
+    def round_prompts(self, r: int, n: int) -> list[int]:
+        """The round's prompts: a seeded choice of `online.prompts_per_round` (all of them when null), in order."""
+        k = self.cfg.online.get("prompts_per_round") or n
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(self.cfg.seed) + 7919 * r))
+        return sorted(order[: min(k, n)].tolist())
+
+    def seed(self, r: int) -> int:
+        return int(self.cfg.seed) + 1_000_003 * (r + 1)
+
+    def previous(self, r: int) -> Path:
+        return self.out / f"round_{r - 1}" / "train"
+
+    def chunk_hook(self, phase: str, r: int, rdir: Path) -> Callable[[int], None]:
+        def on_chunk(index: int) -> None:
+            for hook in self.hooks:
+                hook.on_chunk(phase, r, index)
+            self.stopper.check(f"during the {phase} phase of round {r} (chunk {index} saved)", self.out)
+
+        return on_chunk
+
+    def phase_hook(self, phase: str, r: int) -> None:
+        for hook in self.hooks:
+            if hasattr(hook, "on_phase"):
+                hook.on_phase(phase, r)
+
+    def train_config(self, r: int, rdir: Path) -> DictConfig:
+        """The round's train.py config: the run's own, on the round's pairs, from the previous round's policy."""
+        cfg = copy.deepcopy(self.cfg)
+        OmegaConf.set_struct(cfg, False)
+        for key in ("online", "judge", "eval_judge"):
+            cfg.pop(key, None)
+        data = cfg.data
+        cfg.data = OmegaConf.create(
+            {
+                "_target_": "dpo_lightning.data.PreferenceDataModule",
+                "format": {"_target_": "dpo_lightning.data.PreferenceFormat"},
+                "path": str(rdir / "pairs.jsonl"),
+                "val_path": str(self.out / "val.jsonl"),
+                "chat_template": bool(data.get("chat_template", False)),
+                **{k: data[k] for k in ROUND_DATA_KEYS if k in data},
+                "report_path": str(rdir / "train" / "data_report.json"),
+            }
+        )
+        cfg.paths.output_dir = str(rdir / "train")
+        cfg.resume = (rdir / "train" / "checkpoints").is_dir()
+        cfg.hub = {"repo_id": None}
+        if r > 0:
+            cfg.model.init_from = str(self.previous(r))
+            if self.cfg.online.reference == "initial":
+                cfg.reference_model = copy.deepcopy(self.cfg.model)
+        return cfg
+
+    def eval_config(self, rdir: Path) -> DictConfig:
+        from .config import compose_config
+
+        cfg = compose_config("eval", [f"run_dir={rdir / 'train'}", f"output_dir={rdir / 'eval'}"])
+        OmegaConf.set_struct(cfg, False)
+        cfg = OmegaConf.merge(cfg, self.cfg.online.get("eval") or {})
+        cfg.judge = self.eval_judge
+        cfg.base_model = OmegaConf.to_container(self.cfg.model, resolve=True)  # every round against the initial policy
+        return cfg
+
+
+ROUND_DATA_KEYS = (
+    "max_length",
+    "max_prompt_length",
+    "truncation_mode",
+    "batch_size",
+    "eval_batch_size",
+    "num_workers",
+    "packing",
+    "seed",
+    "split_seed",
+)
+TABLE = [
+    "round",
+    "pairs",
+    "win_rate",
+    "win_low",
+    "win_high",
+    "win_rate_vs_reference",
+    "judge_accuracy",
+    "kl_per_token",
+    "opening_share",
+    "distinct_2",
+    "logp_chosen_change",
+    "warnings",
+]
+
+
+def round_row(r: int, rdir: Path) -> dict[str, Any]:
+    ev = json.loads((rdir / "eval" / "metrics.json").read_text())
+    judge = ev.get("judge") or {}
+    greedy = judge.get("greedy") or {}
+    return {
+        "round": r,
+        "pairs": len(read_lines(rdir / "pairs.jsonl")),
+        "win_rate": greedy.get("win_rate"),
+        "win_low": greedy.get("ci_low"),
+        "win_high": greedy.get("ci_high"),
+        "win_rate_vs_reference": ((judge.get("reference") or {}).get("dpo") or {}).get("win_rate"),
+        "judge_accuracy": (judge.get("accuracy_on_pairs") or {}).get("value"),
+        "kl_per_token": ev["kl"]["kl_per_token"],
+        "opening_share": ev["diversity"]["dpo"]["opening_share"]["value"],
+        "distinct_2": ev["diversity"]["dpo"]["distinct_2"]["value"],
+        "logp_chosen_change": ev["displacement"]["chosen"]["change"]["value"],
+        "warnings": len(ev.get("warnings") or []),
+    }
+
+
+def write_rounds(out: Path, rows: list[dict[str, Any]]) -> None:
+    """rounds.csv, rounds.md and rounds.png: the per-round evaluation (win rate over the initial policy, KL, ...)."""
+    with open(out / "rounds.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TABLE)
+        writer.writeheader()
+        writer.writerows(rows)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(TABLE) + " |", "|" + "---|" * len(TABLE)]
+    lines += ["| " + " | ".join(fmt(row[k]) for k in TABLE) + " |" for row in rows]
+    (out / "rounds.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    x = [row["round"] for row in rows]
+    if all(row["win_rate"] is not None for row in rows):
+        low = [row["win_rate"] - row["win_low"] for row in rows]
+        high = [row["win_high"] - row["win_rate"] for row in rows]
+        left.errorbar(x, [row["win_rate"] for row in rows], yerr=[low, high], marker="o", capsize=4)
+    left.axhline(0.5, color="black", lw=1, ls="--")
+    left.set(xlabel="round", ylabel="win rate over the initial policy", ylim=(0, 1), xticks=x)
+    right.plot(x, [row["kl_per_token"] for row in rows], marker="o")
+    right.set(xlabel="round", ylabel="KL(policy || initial) per token", xticks=x)
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=110)
+    plt.close(fig)
+
+
+def atomic_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    os.replace(tmp, path)

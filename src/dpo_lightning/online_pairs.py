@@ -1,0 +1,173 @@
+"""The pieces of one online round that make its preference pairs: K answers sampled per prompt from the policy, a
+score for each from the judge, and the pairs built from those scores. Each is written to the round's folder as
+JSON lines, one line per prompt, appended chunk by chunk, so a stopped round resumes where it stopped and gives
+the same lines as one that never stopped (every chunk's sampling is seeded by its position).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .evaluation.generation import generate
+
+
+@dataclass
+class Sampling:
+    """`online.sampling`: how the policy answers each prompt (`samples_per_prompt` answers)."""
+
+    samples_per_prompt: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    batch_size: int = 16  # generated rows per chunk (a chunk is the unit of resume)
+
+    @property
+    def prompts_per_chunk(self) -> int:
+        return max(1, self.batch_size // self.samples_per_prompt)
+
+    def __post_init__(self) -> None:
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"online.sampling.samples_per_prompt must be >= 2 (a pair), got {self.samples_per_prompt}")
+
+
+@dataclass
+class PairRule:
+    """`online.pairs`: best against worst answer of each prompt (as RLHFlow's iterative DPO), kept when their scores
+    differ by more than `min_gap`; a prompt whose answers all tie (or are all the same text) gives no pair."""
+
+    min_gap: float = 0.0
+
+    def build(self, prompt: Any, answers: list[str], scores: list[float]) -> dict[str, Any] | None:
+        best = max(range(len(answers)), key=lambda i: (scores[i], -i))
+        worst = min(range(len(answers)), key=lambda i: (scores[i], i))
+        if scores[best] - scores[worst] <= self.min_gap or answers[best].strip() == answers[worst].strip():
+            return None
+        chat = not isinstance(prompt, str)
+        wrap = (lambda text: [{"role": "assistant", "content": text}]) if chat else (lambda text: text)  # noqa: E731
+        return {
+            "prompt": prompt,
+            "chosen": wrap(answers[best]),
+            "rejected": wrap(answers[worst]),
+            "chosen_score": scores[best],
+            "rejected_score": scores[worst],
+        }
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "a") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        f.flush()
+
+
+def chunks(total: int, size: int, done: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the chunks of `size` rows after the `done` rows already written."""
+    for start in range(done, total, size):
+        yield start, min(start + size, total)
+
+
+def sample_answers(
+    policy: torch.nn.Module,
+    tokenizer: Any,
+    prompts: list[Any],
+    prompt_ids: list[list[int]],
+    sampling: Sampling,
+    out: Path,
+    seed: int,
+    device: torch.device,
+    on_chunk: Callable[[int], None] = lambda index: None,
+) -> list[list[str]]:
+    """K answers per prompt (`out`: samples.jsonl, one line per prompt), from the rows already there onwards. A chunk
+    is `batch_size // K` prompts, seeded by its first prompt's index."""
+    k = sampling.samples_per_prompt
+    per_chunk = sampling.prompts_per_chunk
+    done = len(read_lines(out))
+    for index, (start, stop) in enumerate(chunks(len(prompts), per_chunk, done)):
+        rows = [ids for ids in prompt_ids[start:stop] for _ in range(k)]
+        generated = generate(
+            policy,
+            tokenizer,
+            rows,
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=seed + start,
+            batch_size=len(rows),
+            device=device,
+        )
+        texts = generated.texts
+        append_lines(
+            out,
+            [
+                {"prompt": prompts[i], "answers": texts[(i - start) * k : (i - start + 1) * k]}
+                for i in range(start, stop)
+            ],
+        )
+        on_chunk(index)
+    return [row["answers"] for row in read_lines(out)]
+
+
+def score_answers(
+    judge: Any,
+    samples: list[dict[str, Any]],
+    out: Path,
+    per_chunk: int,
+    on_chunk: Callable[[int], None] = lambda index: None,
+) -> list[list[float]]:
+    """The judge's score of every answer (`out`: scores.jsonl, one line per prompt). A judge that scores answers
+    (a reward model) scores each; a pairwise judge (the LLM judge) compares every two answers of a prompt, in both
+    orders, and an answer's score is its share of wins (a tie counting half)."""
+    done = len(read_lines(out))
+    for index, (start, stop) in enumerate(chunks(len(samples), per_chunk, done)):
+        part = samples[start:stop]
+        append_lines(out, [{"scores": scores} for scores in _score(judge, part)])
+        on_chunk(index)
+    return [row["scores"] for row in read_lines(out)]
+
+
+def _score(judge: Any, samples: list[dict[str, Any]]) -> list[list[float]]:
+    if hasattr(judge, "score"):
+        prompts = [s["prompt"] for s in samples for _ in s["answers"]]
+        flat = judge.score(prompts, [a for s in samples for a in s["answers"]]).tolist()
+        out, at = [], 0
+        for s in samples:
+            out.append(flat[at : at + len(s["answers"])])
+            at += len(s["answers"])
+        return out
+    result = []
+    for s in samples:  # round robin: every unordered pair of answers once (the judge asks both orders itself)
+        n = len(s["answers"])
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        outcomes = judge.compare(
+            [s["prompt"]] * len(pairs), [s["answers"][i] for i, _ in pairs], [s["answers"][j] for _, j in pairs]
+        ).outcomes.tolist()
+        wins = [0.0] * n
+        for (i, j), o in zip(pairs, outcomes):
+            wins[i] += o
+            wins[j] += 1 - o
+        result.append([w / max(1, n - 1) for w in wins])
+    return result
+
+
+def build_pairs(samples: list[dict[str, Any]], scores: list[list[float]], rule: PairRule) -> list[dict[str, Any]]:
+    pairs = []
+    for sample, prompt_scores in zip(samples, scores):
+        if any(not math.isfinite(x) for x in prompt_scores):
+            continue
+        pair = rule.build(sample["prompt"], sample["answers"], prompt_scores)
+        if pair is not None:
+            pairs.append(pair)
+    return pairs

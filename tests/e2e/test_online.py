@@ -1,0 +1,121 @@
+"""train_online.py end to end on the tiny model: two rounds of sample -> score -> pairs -> DPO -> evaluate, and a run
+stopped by SIGTERM in each phase in turn (sampling, scoring, training) that resumes to the same pairs and the same
+final metrics as the uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_script, smoke
+from dpo_lightning.callbacks import PREEMPTED_EXIT_CODE
+
+HERE = os.path.dirname(__file__)
+ONLINE = [
+    "train_online.py",
+    *smoke(
+        "online.rounds=2",
+        "online.prompts_per_round=4",
+        "online.sampling.samples_per_prompt=2",
+        "online.sampling.max_new_tokens=8",
+        "online.sampling.batch_size=4",  # 2 prompts a chunk: 2 chunks per phase
+        "online.eval.generation.num_prompts=3",
+        "online.eval.generation.max_new_tokens=8",
+        "+online.eval.bootstrap_resamples=200",
+        "data.batch_size=2",  # 2 optimizer steps a round (4 pairs)
+        "data.max_val_pairs=6",
+    ),
+]
+
+
+def online_process(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    run = tmp_path_factory.mktemp("online") / "run"
+    run_script(*ONLINE, f"hydra.run.dir={run}")
+    return run
+
+
+def test_two_rounds_write_their_files_and_a_table(straight):
+    for r in (0, 1):
+        rdir = straight / f"round_{r}"
+        samples = [json.loads(line) for line in (rdir / "samples.jsonl").read_text().splitlines()]
+        scores = [json.loads(line)["scores"] for line in (rdir / "scores.jsonl").read_text().splitlines()]
+        pairs = [json.loads(line) for line in (rdir / "pairs.jsonl").read_text().splitlines()]
+        assert len(samples) == len(scores) == 4 and all(
+            len(s["answers"]) == 2 == len(x) for s, x in zip(samples, scores)
+        )
+        for pair in pairs:  # each pair is its prompt's better answer against its worse one, by the judge's scores
+            sample, score = next((s, x) for s, x in zip(samples, scores) if s["prompt"] == pair["prompt"])
+            assert pair["chosen_score"] == max(score) > min(score) == pair["rejected_score"]
+            # the built-in prompts are chat turns (data.chat_template=true): the answers are assistant turns
+            best = sample["answers"][score.index(max(score))]
+            assert pair["chosen"] == [{"role": "assistant", "content": best}]
+        assert (rdir / "train" / "final" / "config.json").is_file() and (rdir / "eval" / "metrics.json").is_file()
+        config = yaml.safe_load((rdir / "train" / "config.yaml").read_text())
+        assert config["data"]["path"] == str(rdir / "pairs.jsonl")
+        assert config["data"]["val_path"] == str(straight / "val.jsonl")
+    later = yaml.safe_load((straight / "round_1" / "train" / "config.yaml").read_text())
+    assert later["model"]["init_from"] == str(straight / "round_0" / "train")  # from the previous round's policy
+    assert later["reference_model"]["init_from"] is None  # online.reference=initial: the initial policy
+    evaluation = json.loads((straight / "round_1" / "eval" / "metrics.json").read_text())
+    assert evaluation["judge"]["self_trained"] is False  # the evaluation's judge learned the built-in judge split
+    with open(straight / "rounds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["round"] for row in rows] == ["0", "1"]
+    assert float(rows[1]["win_rate"]) == pytest.approx(evaluation["judge"]["greedy"]["win_rate"])
+    assert (straight / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sigterm_in_each_phase_resumes_to_the_same_pairs_and_metrics(straight, tmp_path):
+    run = tmp_path / "run"
+    stops = [
+        [
+            "+online.hooks.stop._target_=signal_injection.SignalAtChunk",
+            "+online.hooks.stop.phase=sample",
+            "+online.hooks.stop.round=0",
+            "+online.hooks.stop.chunk=0",
+            f"+online.hooks.stop.once_file={tmp_path}/s",
+        ],
+        [
+            "+online.hooks.stop._target_=signal_injection.SignalAtChunk",
+            "+online.hooks.stop.phase=score",
+            "+online.hooks.stop.round=1",
+            "+online.hooks.stop.chunk=0",
+            f"+online.hooks.stop.once_file={tmp_path}/c",
+        ],
+        [
+            "+callbacks.send_signal._target_=signal_injection.SendSignal",
+            "+callbacks.send_signal.at_step=0",
+            f"+callbacks.send_signal.once_file={tmp_path}/t",
+        ],
+    ]
+    where = []
+    for i, stop in enumerate(stops):
+        proc = online_process(*ONLINE, *stop, f"hydra.run.dir={run}", *(["resume=true"] if i else []))
+        assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
+        where.append(next(line for line in (proc.stdout + proc.stderr).splitlines() if "preempted by SIGTERM" in line))
+    assert "sample phase of round 0 (chunk 0 saved)" in where[0]
+    assert "score phase of round 1 (chunk 0 saved)" in where[1]
+    assert "after optimizer step 1" in where[2]  # round 1's training, checkpointed after its first step
+    done = online_process(*ONLINE, f"hydra.run.dir={run}", "resume=true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for r in (0, 1):
+        for name in ("samples.jsonl", "scores.jsonl", "pairs.jsonl"):
+            assert (run / f"round_{r}" / name).read_text() == (straight / f"round_{r}" / name).read_text(), name
+    a = json.loads((straight / "round_1" / "train" / "metrics.json").read_text())
+    b = json.loads((run / "round_1" / "train" / "metrics.json").read_text())
+    for key, value in a.items():
+        if not key.startswith(("train/step_seconds", "train/tokens_per_second", "train/peak_memory")):
+            assert b[key] == pytest.approx(value, abs=1e-5), key
+    assert (run / "rounds.csv").read_text() == (straight / "rounds.csv").read_text()

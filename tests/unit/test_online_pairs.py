@@ -1,0 +1,78 @@
+"""The online loop's pair building on fixed scores (best against worst, ties and gaps), a pairwise judge's round
+robin, and the round's pairs read back by `data=jsonl`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dpo_lightning.data import PreferenceDataModule, PreferenceFormat, read_json_rows
+from dpo_lightning.evaluation.judge import Comparison
+from dpo_lightning.online import atomic_lines
+from dpo_lightning.online_pairs import PairRule, Sampling, _score, build_pairs
+
+SAMPLES = [
+    {"prompt": "q1", "answers": ["a", "b", "c", "d"]},
+    {"prompt": "q2", "answers": ["x", "y", "z", "w"]},
+    {"prompt": "q3", "answers": ["same", "same ", "other", "more"]},
+    {"prompt": [{"role": "user", "content": "q4"}], "answers": ["p", "q", "r", "s"]},
+]
+SCORES = [
+    [0.1, 0.9, -0.5, 0.3],  # best b, worst c
+    [0.2, 0.2, 0.2, 0.2],  # all tie: no pair
+    [1.0, 1.0, -1.0, -1.0],  # best: first of the tied best (same); worst: first of the tied worst (other)
+    [0.0, 0.05, 0.0, 0.02],  # gap 0.05
+]
+
+
+def test_best_against_worst_with_ties_and_a_minimum_gap():
+    pairs = build_pairs(SAMPLES, SCORES, PairRule(min_gap=0.0))
+    assert [(p["chosen"], p["rejected"]) for p in pairs[:2]] == [("b", "c"), ("same", "other")]
+    assert pairs[0]["chosen_score"] == 0.9 and pairs[0]["rejected_score"] == -0.5
+    chat = pairs[2]  # a chat prompt: the answers as assistant turns, as TRL's conversational format has them
+    assert chat["prompt"] == [{"role": "user", "content": "q4"}]
+    assert chat["chosen"] == [{"role": "assistant", "content": "q"}] and chat["rejected"][0]["content"] == "p"
+    # a gap of 0.05 is not more than 0.05: that prompt gives no pair
+    assert [p["prompt"] for p in build_pairs(SAMPLES, SCORES, PairRule(min_gap=0.05))] == ["q1", "q3"]
+
+
+def test_identical_best_and_worst_texts_give_no_pair():
+    assert build_pairs([{"prompt": "q", "answers": ["x", "x "]}], [[1.0, 0.0]], PairRule()) == []
+
+
+def test_a_pairwise_judge_scores_by_round_robin_wins():
+    class FirstLonger:  # prefers the longer answer, ties equal lengths
+        def compare(self, prompts, first, second):
+            o = [1.0 if len(a) > len(b) else 0.0 if len(a) < len(b) else 0.5 for a, b in zip(first, second)]
+            return Comparison(torch.tensor(o))
+
+    (scores,) = _score(FirstLonger(), [{"prompt": "q", "answers": ["aaa", "a", "aa", "aa"]}])
+    # aaa beats all 3; a loses all; each aa beats a, loses to aaa, ties the other aa: 1.5 of 3
+    assert scores == pytest.approx([1.0, 0.0, 0.5, 0.5])
+
+
+def test_sampling_needs_two_answers_and_chunks_by_prompts():
+    with pytest.raises(ValueError, match="samples_per_prompt must be >= 2"):
+        Sampling(samples_per_prompt=1)
+    assert Sampling(samples_per_prompt=4, batch_size=16).prompts_per_chunk == 4
+
+
+def test_the_rounds_pairs_are_read_back_by_data_jsonl(tmp_path, tokenizer):
+    pairs = build_pairs(SAMPLES, SCORES, PairRule())
+    atomic_lines(tmp_path / "pairs.jsonl", pairs)
+    assert [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()] == pairs
+    loaded = PreferenceFormat().load(read_json_rows(tmp_path / "pairs.jsonl"))
+    assert [(p.prompt, p.chosen, p.rejected) for p in loaded] == [
+        (p["prompt"], p["chosen"], p["rejected"]) for p in pairs
+    ]
+    data = PreferenceDataModule(
+        format=PreferenceFormat(),
+        path=str(tmp_path / "pairs.jsonl"),
+        val_path=str(tmp_path / "pairs.jsonl"),
+        tokenizer=tokenizer,
+        chat_template=True,
+    )
+    data.setup()
+    assert len(data.train_tokens) == len(data.val_tokens) == 3
