@@ -50,12 +50,12 @@ def rss_gib() -> float:
 
 
 def child(mode: str, path: str, pairs: int, every: int, val: str) -> None:
-    from dpo_lightning.data import PreferenceDataModule, PreferenceFormat
+    from dpo_lightning.data import PreferenceFormat, preference_data
     from dpo_lightning.models import build_tiny_llama
 
     tokenizer = build_tiny_llama().tokenizer
     streaming = mode == "streaming"
-    dm = PreferenceDataModule(
+    dm = preference_data(
         PreferenceFormat(),
         path,
         tokenizer,

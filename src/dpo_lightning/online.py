@@ -221,7 +221,7 @@ class Loop:
         data = cfg.data
         cfg.data = OmegaConf.create(
             {
-                "_target_": "dpo_lightning.data.PreferenceDataModule",
+                "_target_": "dpo_lightning.data.preference_data",
                 "format": {"_target_": "dpo_lightning.data.PreferenceFormat"},
                 "path": str(rdir / "pairs.jsonl"),
                 "val_path": str(self.out / "val.jsonl"),

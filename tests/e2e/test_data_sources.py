@@ -82,7 +82,7 @@ def test_a_streamed_mixture_killed_mid_run_resumes_to_the_same_result(files, tmp
     stopped = train()
     assert stopped.returncode == 75, stopped.stderr[-3000:]
     saved = torch.load(run / "checkpoints" / "step4.ckpt", map_location="cpu", weights_only=False)
-    position = saved["MixtureDataModule"]["train_position"]
+    position = saved["PreferenceDataModule"]["train_position"]
     assert position["draws"] == 4 * 4  # 4 steps of 4 pairs, the mixture's draw count
     assert len(position["sources"]) == 3
     resumed = train("resume=true")

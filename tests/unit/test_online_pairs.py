@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from dpo_lightning.data import PreferenceDataModule, PreferenceFormat, read_json_rows
+from dpo_lightning.data import PreferenceFormat, preference_data, read_json_rows
 from dpo_lightning.evaluation.judge import Comparison
 from dpo_lightning.online import atomic_lines
 from dpo_lightning.online_pairs import PairRule, Sampling, _score, build_pairs
@@ -67,7 +67,7 @@ def test_the_rounds_pairs_are_read_back_by_data_jsonl(tmp_path, tokenizer):
     assert [(p.prompt, p.chosen, p.rejected) for p in loaded] == [
         (p["prompt"], p["chosen"], p["rejected"]) for p in pairs
     ]
-    data = PreferenceDataModule(
+    data = preference_data(
         format=PreferenceFormat(),
         path=str(tmp_path / "pairs.jsonl"),
         val_path=str(tmp_path / "pairs.jsonl"),

@@ -3,8 +3,9 @@
 from .collate import PackedPairCollator, PairCollator
 from .datamodule import PreferenceDataModule
 from .formats import HHFormat, PairFormat, PreferenceFormat, PreferencePair, SHPFormat
-from .mixture import MixtureDataModule
+from .options import mixture_data, preference_data
 from .readers import BadRows, DataError, builtin_file, iter_rows, read_json_rows
+from .sources import PairSource
 from .tokenize import PairTokenizer, TokenizedPair
 
 __all__ = [
@@ -15,7 +16,9 @@ __all__ = [
     "BadRows",
     "DataError",
     "HHFormat",
-    "MixtureDataModule",
+    "PairSource",
+    "mixture_data",
+    "preference_data",
     "PreferenceFormat",
     "iter_rows",
     "PairFormat",

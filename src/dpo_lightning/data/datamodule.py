@@ -1,11 +1,20 @@
-"""`PreferenceDataModule`: load rows (a local file or folder, the built-in set or a Hub dataset), split, tokenize
-once, batch; or, with `streaming`, read and tokenize the training pairs on the fly (`streaming.py`)."""
+"""`PreferenceDataModule`: the pairs of one or more `PairSource`s (a single source is a mixture of one), split,
+tokenized once and batched; or, with `streaming`, read and tokenized on the fly (`streaming.py`).
+
+An epoch draws from each source its `pairs`, or its `weight` of `size` (default: all the sources' pairs together),
+by largest remainders, so the counts are exact. A source asked for fewer pairs than it has gives a seeded sample;
+one asked for more repeats itself (each pass a new seeded order), and this is logged. The drawn pairs are shuffled
+per epoch with the seed (exact mid-epoch resume included). Validation is every source's validation pairs, pooled:
+its own `val_path` or Hub `val_split`, else a deterministic held-out `val_fraction` of its training rows. With
+`streaming`, the sources are interleaved on the fly in the same proportions.
+
+What was skipped, truncated or dropped is logged and, with `report_path`, saved as JSON (`data_report.json`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,159 +24,141 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from .collate import PackedPairCollator, PairCollator
-from .formats import PairFormat, PreferencePair
-from .readers import BUILTIN_PREFIX, BadRows, check_data_path, is_local, iter_rows
+from .formats import PreferencePair
+from .readers import BadRows
 from .resumable import ResumableLoader
-from .streaming import MixedStream, SourceStream, StreamingLoader
+from .sources import PairSource
+from .streaming import SOURCE_SEED_STRIDE, MixedStream, StreamingLoader, largest_remainder
 from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
 
 log = logging.getLogger(__name__)
 
 
-def validation_source(path: str, val_path: str | None, val_split: str | None) -> tuple[str, str] | None:
-    """Where validation pairs come from: (`val_path`, its split); the hub dataset `path` at `val_split`; or None,
-    meaning a held-out fraction of the training rows."""
-    if val_path:
-        return str(val_path), val_split or "test"
-    if val_split and not path.startswith(BUILTIN_PREFIX) and not is_local(path):
-        return path, val_split
-    return None
+def draw(pairs: list[Any], count: int, seed: int) -> list[Any]:
+    """`count` of `pairs`: a seeded sample, or whole seeded passes and then a sample when count > len(pairs)."""
+    out: list[Any] = []
+    generator = torch.Generator().manual_seed(seed)
+    while len(out) < count:
+        order = torch.randperm(len(pairs), generator=generator).tolist()
+        out.extend(pairs[i] for i in order[: count - len(out)])
+    return out
 
 
 class PreferenceDataModule(LightningDataModule):
-    """Preference pairs for training and validation.
-
-    Validation comes from `val_path` (a file, or a hub id read at `val_split`), else from `path` itself at
-    `val_split` when `path` is a hub id and `val_split` is set, else from a held-out fraction `val_fraction`
-    of the training rows chosen by a fixed permutation (`split_seed`), so the split never changes between runs.
-
-    A bad row stops loading with its file, line and field (`on_bad_row=error`), or is skipped and counted
-    (`on_bad_row=skip`). What was skipped, truncated or dropped is logged and, with `report_path`, saved as JSON.
-    """
-
     def __init__(
         self,
-        format: PairFormat | None = None,
-        path: str | None = None,
+        sources: PairSource | list[PairSource],
         tokenizer: Any = None,
-        split: str = "train",
-        subset: str | None = None,
-        data_dir: str | None = None,
-        val_path: str | None = None,
-        val_split: str | None = None,
-        val_fraction: float = 0.05,
-        split_seed: int = 0,
+        size: int | None = None,
         max_train_pairs: int | None = None,
         max_val_pairs: int | None = None,
         max_length: int = 512,
         max_prompt_length: int = 256,
         truncation_mode: str = "keep_end",
-        chat_template: bool = False,
         batch_size: int = 4,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 42,
-        on_bad_row: str = "error",
         report_path: str | None = None,
         packing: bool = True,
         streaming: bool = False,
         shuffle_buffer: int = 10_000,
     ) -> None:
         super().__init__()
+        self.sources = [sources] if isinstance(sources, PairSource) else list(sources)
         # Every setting is checked here, before anything loads (the config check builds this object to run them).
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-        check_data_path("path", path)
-        check_data_path("val_path", val_path)
+        check_sources(self.sources, size)
         check_truncation(max_length, max_prompt_length, truncation_mode)
-        self.format, self.path = format, path and str(path)
-        self.split, self.subset, self.data_dir = split, subset, data_dir
-        self.val_path, self.val_split, self.val_fraction, self.split_seed = (
-            val_path,
-            val_split,
-            val_fraction,
-            split_seed,
-        )
-        self.max_train_pairs, self.max_val_pairs = max_train_pairs, max_val_pairs
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
-        self.on_bad_row, self.report_path = on_bad_row, report_path
-        self.packing, self.chat_template = packing, chat_template
-        self.streaming, self.shuffle_buffer = streaming, shuffle_buffer
-        BadRows(on_bad_row)
         if shuffle_buffer < 1:
             raise ValueError(f"data.shuffle_buffer must be >= 1 (pairs shuffled together), got {shuffle_buffer}")
+        self.size = size
+        self.max_train_pairs, self.max_val_pairs = max_train_pairs, max_val_pairs
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.seed, self.report_path = num_workers, seed, report_path
+        self.packing, self.streaming, self.shuffle_buffer = packing, streaming, shuffle_buffer
         if streaming:
             check_streaming(self)
-        self.report: dict[str, Any] = {}
         self.tokenizer = tokenizer
         self.pair_tokenizer = (
-            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode)  # chat: see `as_configured`
-            if tokenizer
-            else None
+            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode) if tokenizer else None
         )
+        self.report: dict[str, Any] = {}
         self.train_pairs: list[PreferencePair] = []
         self.val_pairs: list[PreferencePair] = []
         self.train_tokens: list[TokenizedPair] = []
         self.val_tokens: list[TokenizedPair] = []
+        # Where the training data stands, for an exact resume (saved in checkpoints by `state_dict`):
+        self._train_loader: ResumableLoader | StreamingLoader | None = None
+        self._resume_position: dict[str, Any] | None = None  # from a checkpoint, until the loader exists
+        self._stream_position: dict[str, Any] | None = None  # the stream position of the batch last trained on
+
+    @property
+    def source_names(self) -> list[str]:
+        """In the order of `TokenizedPair.source`: validation metrics are also logged per source under these."""
+        return [s.name for s in self.sources]
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.sources) > 1
 
     # -- loading -------------------------------------------------------------------------------------------
-    def load_pairs(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
-        """Training and validation pairs (training: none when streaming), bad rows handled and reported."""
-        if self.format is None or not self.path:
-            raise ValueError("PreferenceDataModule needs data.format and data.path")
-        bad = {"train": BadRows(self.on_bad_row), "val": BadRows(self.on_bad_row)}
-        source = validation_source(self.path, self.val_path, self.val_split)
-        train = [] if self.streaming else self.read(self.path, self.split, bad["train"])
-        if source:
-            val = self.read(*source, bad["val"])
-        else:
-            train, val = self.held_out_split(train)
+    def load_pairs(self) -> tuple[list[tuple[PreferencePair, int]], list[tuple[PreferencePair, int]]]:
+        """Training and validation pairs, each with its source's index (training: none when streaming)."""
+        loaded = [self._load_source(s) for s in self.sources]
+        counts = self._counts([len(train) for train, _ in loaded])
+        train: list[tuple[PreferencePair, int]] = []
+        for i, (source, (pairs, val)) in enumerate(zip(self.sources, loaded)):
+            drawn = pairs if counts is None else draw(pairs, counts[i], self.seed + i * SOURCE_SEED_STRIDE)
+            if counts is not None and counts[i] > len(pairs) and not self.streaming:
+                log.warning("source %s: %d pairs drawn from its %d (repeated)", source.name, counts[i], len(pairs))
+            train.extend((p, i) for p in drawn)
+            if self.mixed:
+                entry = self.report.setdefault("sources", {}).setdefault(source.name, {})
+                if not self.streaming:
+                    entry.update(train_available=len(pairs), train_drawn=len(drawn))
+                entry.update(val=len(val), **({"weight": source.weight} if source.weight is not None else {}))
+        if not train and not self.streaming:
+            raise ValueError(f"no training pairs in {', '.join(s.path for s in self.sources)}")
+        val = [(p, i) for i, (_, pairs) in enumerate(loaded) for p in pairs]
+        return train[: self.max_train_pairs], val[: self.max_val_pairs]
+
+    def _load_source(self, source: PairSource) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        """One source's training and validation pairs, bad rows handled and reported."""
+        bad = {"train": BadRows(source.on_bad_row), "val": BadRows(source.on_bad_row)}
+        train = [] if self.streaming else source.read(source.path, source.split, bad["train"])
+        validation = source.validation
+        train, val = (train, source.read(*validation, bad["val"])) if validation else source.held_out_split(train)
+        report = self.report.setdefault("sources", {}).setdefault(source.name, {}) if self.mixed else self.report
         for split, rows in bad.items():
-            self.report[split] = {"bad_rows": rows.summary()}
+            summary = {"bad_rows": rows.summary()}
+            if self.mixed:
+                report.setdefault("bad_rows", {})[split] = summary["bad_rows"]
+            else:
+                report.setdefault(split, {}).update(summary)
             if rows.counts:
+                first = [e for examples in rows.examples.values() for e in examples][:3]
                 log.warning(
-                    "%s: skipped %d bad rows %s; first: %s",
+                    "%s %s: skipped %d bad rows %s; first: %s",
+                    source.name,
                     split,
                     sum(rows.counts.values()),
                     dict(rows.counts),
-                    [e for examples in rows.examples.values() for e in examples][:3],
+                    first,
                 )
-        if getattr(self.format, "counts", None):
-            self.report["format"] = dict(+self.format.counts)
-        if not train and not self.streaming:
-            raise ValueError(f"no training pairs in {self.path}")
-        return train[: self.max_train_pairs], val[: self.max_val_pairs]
+        if getattr(source.format, "counts", None):
+            report["format"] = dict(+source.format.counts)
+        return train, val
 
-    def read(self, path: str, split: str, bad_rows: BadRows) -> list[PreferencePair]:
-        pairs = self.format.load(iter_rows(path, split, self.subset, self.data_dir), bad_rows)
-        return [self.as_configured(p) for p in pairs]
-
-    def as_configured(self, pair: PreferencePair) -> PreferencePair:
-        """The pair as this source renders it: as chat turns with `chat_template` (each source of a mixture its own)."""
-        return pair.as_chat() if self.chat_template else pair
-
-    def source_stream(self, pair_tokenizer: PairTokenizer, seed: int) -> SourceStream:
-        """This module's training pairs as a stream, parsed (bad rows as `on_bad_row` says) and tokenized on the fly."""
-        bad_rows = BadRows(self.on_bad_row)
-
-        def to_pair(where: str, row: Any) -> TokenizedPair | None:
-            pair = self.format.parse_row(where, row, bad_rows)
-            return None if pair is None else pair_tokenizer(self.as_configured(pair))
-
-        def rows():
-            return iter_rows(self.path, self.split, self.subset, self.data_dir, streaming=True)
-
-        return SourceStream(rows, to_pair, self.shuffle_buffer, seed)
-
-    def train_stream(self) -> MixedStream:
-        return MixedStream([self.source_stream(self.pair_tokenizer, self.seed)], [1.0], self.seed)
-
-    def held_out_split(self, pairs: list[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
-        n_val = max(1, math.ceil(len(pairs) * self.val_fraction)) if len(pairs) > 1 else 0
-        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
-        held = set(order[:n_val])
-        return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+    def _counts(self, available: list[int]) -> list[int] | None:
+        """Pairs drawn from each source per epoch (None: all of a single source, in file order)."""
+        if self.streaming:
+            return [0] * len(self.sources)
+        if any(s.pairs is not None for s in self.sources):
+            return [s.pairs for s in self.sources]
+        if not self.mixed and self.size is None:
+            return None
+        weights = [s.weight for s in self.sources] if self.sources[0].weight is not None else available
+        return largest_remainder(weights, self.size or sum(available))
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_tokens:
@@ -184,13 +175,31 @@ class PreferenceDataModule(LightningDataModule):
             Path(self.report_path).parent.mkdir(parents=True, exist_ok=True)
             Path(self.report_path).write_text(json.dumps(self.report, indent=2) + "\n")
 
-    def _tokenize(self, pairs: list[PreferencePair], name: str) -> tuple[list[PreferencePair], list[TokenizedPair]]:
-        """Token ids of every pair; pairs dropped as over-long leave both lists, which stay aligned."""
-        kept = [(p, t) for p in pairs if (t := self.pair_tokenizer(p)) is not None]
+    def _tokenize(self, pairs: list[tuple[PreferencePair, int]], name: str):
+        """Token ids of every pair, labelled with its source; pairs dropped as over-long leave both lists."""
+        kept = []
+        for pair, source in pairs:
+            tokens = self.pair_tokenizer(pair)
+            if tokens is not None:
+                tokens.source = source
+                kept.append((pair, tokens))
         truncated, dropped = sum(t.truncated for _, t in kept), len(pairs) - len(kept)
         log.info("%s: %d pairs (%d truncated, %d dropped as over-long)", name, len(kept), truncated, dropped)
         self.report.setdefault(name, {}).update(pairs=len(kept), truncated=truncated, dropped_overlong=dropped)
+        if self.mixed:
+            for i, source in enumerate(self.sources):
+                entry = self.report["sources"].setdefault(source.name, {})
+                entry[f"{name}_pairs"] = sum(t.source == i for _, t in kept)
         return [p for p, _ in kept], [t for _, t in kept]
+
+    def train_stream(self) -> MixedStream:
+        """Every source's stream (its own seeds), interleaved by weight (or pairs, as proportions)."""
+        streams = [
+            s.stream(self.pair_tokenizer, self.shuffle_buffer, self.seed + i * SOURCE_SEED_STRIDE)
+            for i, s in enumerate(self.sources)
+        ]
+        weights = [float(s.weight if s.weight is not None else s.pairs or 1.0) for s in self.sources]
+        return MixedStream(streams, weights, self.seed)
 
     # -- loaders -------------------------------------------------------------------------------------------
     @property
@@ -213,16 +222,16 @@ class PreferenceDataModule(LightningDataModule):
                 collate_fn=self.collator,
                 num_workers=self.num_workers,
             )
-        if getattr(self, "_resume_position", None):
+        if self._resume_position:
             self._train_loader.resume_at(self._resume_position)
             self._resume_position = None
         return self._train_loader
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: where the training data stands, for an exact mid-epoch resume."""
-        loader = getattr(self, "_train_loader", None)
+        loader = self._train_loader
         if isinstance(loader, StreamingLoader):
-            return {"train_position": getattr(self, "_stream_position", None) or loader.start}
+            return {"train_position": self._stream_position or loader.start}
         return {"train_position": loader.position()} if loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -230,7 +239,7 @@ class PreferenceDataModule(LightningDataModule):
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Runs for the batch about to be trained on (not the one Lightning prefetches): the resume position.
-        loader = getattr(self, "_train_loader", None)
+        loader = self._train_loader
         if loader is not None and self.trainer is not None and self.trainer.training:
             if isinstance(loader, StreamingLoader):
                 self._stream_position = batch.stream_position
@@ -271,15 +280,42 @@ class PreferenceDataModule(LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
 
+def check_sources(sources: list[PairSource], size: int | None) -> None:
+    """A mixture's names and amounts: names unique; weights (with size) or pairs, for every source or none."""
+    if not sources:
+        raise ValueError("data.sources: a data module needs at least one source")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"data.sources: source names must be unique, got {names}")
+    weighted = [s.name for s in sources if s.weight is not None]
+    counted = [s.name for s in sources if s.pairs is not None]
+    if weighted and counted:
+        raise ValueError("data.weights and data.pairs: give one of them (proportions or per-source counts)")
+    for given, key in ((weighted, "weights"), (counted, "pairs")):
+        if given and len(given) != len(sources):
+            missing = sorted(set(names) - set(given))
+            raise ValueError(f"data.{key}: names must match data.sources {sorted(names)} (missing: {missing})")
+    for s in sources:
+        if s.weight is not None and not (isinstance(s.weight, (int, float)) and s.weight > 0):
+            raise ValueError(f"data.weights.{s.name} must be a positive number, got {s.weight!r}")
+        if s.pairs is not None and not (isinstance(s.pairs, int) and s.pairs > 0):
+            raise ValueError(f"data.pairs.{s.name} must be a positive integer, got {s.pairs!r}")
+    if size is not None and size < 1:
+        raise ValueError(f"data.size must be a positive number of pairs, got {size}")
+
+
 def check_streaming(data: PreferenceDataModule) -> None:
-    """What streaming needs: a validation source of its own (a held-out fraction needs the whole set), no
-    worker processes (the stream is read in this process) and no cap or selection over the whole set."""
-    if data.path and not validation_source(data.path, data.val_path, data.val_split):
-        raise ValueError(
-            f"data.streaming: {data.path} needs a validation source (data.val_path, or data.val_split of a Hub set): "
-            "a held-out fraction needs the whole set in memory"
-        )
+    """What streaming needs: a validation source of each source's own (a held-out fraction needs the whole set), no
+    worker processes (the stream is read in this process), no cap over the whole set, and a mixture's weights."""
+    for source in data.sources:
+        if not source.validation:
+            raise ValueError(
+                f"data.streaming: {source.path} needs a validation source (data.val_path, or data.val_split of a Hub "
+                "set): a held-out fraction needs the whole set in memory"
+            )
     if data.num_workers:
         raise ValueError("data.streaming reads in the training process: set data.num_workers=0")
     if data.max_train_pairs:
         raise ValueError("data.max_train_pairs needs the whole set: with data.streaming, set trainer.max_steps")
+    if data.mixed and all(s.weight is None and s.pairs is None for s in data.sources):
+        raise ValueError("data.streaming with a mixture needs data.weights (the sizes are not known in advance)")

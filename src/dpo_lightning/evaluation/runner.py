@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data import PreferencePair, TokenizedPair
-from ..data.datamodule import validation_source
+from ..data.sources import validation_source
 from ..hub import push_to_hub
 from ..model_card import write_model_card
 from ..models.loading import load_tokenizer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dpo_lightning.data import DataError, HHFormat, PreferenceDataModule, PreferenceFormat
+from dpo_lightning.data import DataError, HHFormat, PreferenceFormat, preference_data
 
 FILES = Path(__file__).parent / "bad_inputs"
 
@@ -51,7 +51,7 @@ CASES = [
 
 
 def datamodule(tokenizer, name, fmt, **kwargs):
-    return PreferenceDataModule(
+    return preference_data(
         fmt(), str(FILES / name), tokenizer, val_path=str(FILES / name), max_length=128, max_prompt_length=64, **kwargs
     )
 

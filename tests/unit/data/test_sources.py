@@ -13,7 +13,14 @@ import datasets
 import pytest
 import torch
 
-from dpo_lightning.data import DataError, MixtureDataModule, PreferenceDataModule, PreferenceFormat, iter_rows
+from dpo_lightning.data import (
+    DataError,
+    PreferenceDataModule,
+    PreferenceFormat,
+    iter_rows,
+    mixture_data,
+    preference_data,
+)
 from dpo_lightning.data.collate import pair_key
 from dpo_lightning.data.streaming import MIX_BLOCK
 
@@ -108,7 +115,7 @@ def test_bad_rows_of_a_parquet_file_are_named_by_row(tmp_path, tokenizer):
     path = write(tmp_path / "bad.parquet", rows, "parquet")
     with pytest.raises(DataError, match=r"bad\.parquet:row 2: field 'chosen': empty \(null\)"):
         PreferenceFormat().load(iter_rows(str(path)))
-    dm = PreferenceDataModule(PreferenceFormat(), str(path), tokenizer, val_path=str(path), on_bad_row="skip")
+    dm = preference_data(PreferenceFormat(), str(path), tokenizer, val_path=str(path), on_bad_row="skip")
     dm.setup()
     assert len(dm.train_tokens) == 4
     skipped = dm.report["train"]["bad_rows"]
@@ -125,13 +132,13 @@ def test_an_unreadable_columnar_file_is_named(tmp_path):
 
 # -- mixtures ---------------------------------------------------------------------------------------------------
 def source(path, **kwargs) -> PreferenceDataModule:
-    return PreferenceDataModule(PreferenceFormat(), str(path), val_fraction=0.1, **kwargs)
+    return preference_data(PreferenceFormat(), str(path), val_fraction=0.1, **kwargs)
 
 
-def mixture(tmp_path, tokenizer, **kwargs) -> MixtureDataModule:
+def mixture(tmp_path, tokenizer, **kwargs) -> PreferenceDataModule:
     a = write(tmp_path / "a.jsonl", text_rows(40, "a"), "jsonl")
     b = write(tmp_path / "b.parquet", text_rows(200, "b"), "parquet")
-    return MixtureDataModule(
+    return mixture_data(
         {"a": source(a), "b": source(b)}, tokenizer=tokenizer, max_length=64, max_prompt_length=32, **kwargs
     )
 
@@ -184,8 +191,8 @@ def test_streaming_gives_the_in_memory_batches_for_the_same_seed(tmp_path, token
     val = write(tmp_path / "v.jsonl", text_rows(4, "v"), "jsonl")
     common = dict(tokenizer=tokenizer, val_path=str(val), max_length=64, max_prompt_length=32, batch_size=4, seed=7)
     for rank in range(world):
-        memory = PreferenceDataModule(PreferenceFormat(), str(path), **common)
-        stream = PreferenceDataModule(PreferenceFormat(), str(path), streaming=True, shuffle_buffer=64, **common)
+        memory = preference_data(PreferenceFormat(), str(path), **common)
+        stream = preference_data(PreferenceFormat(), str(path), streaming=True, shuffle_buffer=64, **common)
         for dm in (memory, stream):
             dm.setup()
             set_rank(dm, rank, world)
@@ -199,7 +206,7 @@ def test_streaming_gives_the_in_memory_batches_for_the_same_seed(tmp_path, token
 def test_a_stream_shuffles_in_windows_covers_every_pair_each_epoch_and_resumes_exactly(tmp_path, tokenizer):
     path = write(tmp_path / "p.jsonl", text_rows(50), "jsonl")
     val = write(tmp_path / "v.jsonl", text_rows(4, "v"), "jsonl")
-    dm = PreferenceDataModule(
+    dm = preference_data(
         PreferenceFormat(), str(path), tokenizer, val_path=str(val), streaming=True, shuffle_buffer=16, batch_size=5
     )
     dm.setup()
@@ -220,7 +227,7 @@ def test_a_streamed_mixture_keeps_its_proportions_and_resumes_exactly(tmp_path, 
     a = write(tmp_path / "a.jsonl", text_rows(300, "a"), "jsonl")
     b = write(tmp_path / "b.parquet", text_rows(100, "b"), "parquet")
     val = str(write(tmp_path / "v.jsonl", text_rows(4, "v"), "jsonl"))
-    dm = MixtureDataModule(
+    dm = mixture_data(
         {"a": source(a, val_path=val), "b": source(b, val_path=val)},
         weights={"a": 0.7, "b": 0.3},
         tokenizer=tokenizer,

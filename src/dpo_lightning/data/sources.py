@@ -1,0 +1,94 @@
+"""`PairSource`: one set of preference pairs, where it is and how to read it. A data module holds a list of them
+(one for `data=builtin|hh|shp|jsonl|preference`, several for `data=mixture`).
+
+A source reads its training rows from `path` (a local file or folder, `builtin:<split>`, or a Hub dataset at
+`split`) and its validation rows from `val_path`, else from `path` at `val_split` for a Hub set, else from a
+held-out `val_fraction` of its training rows, chosen by a fixed permutation (`split_seed`), so the split never
+changes between runs. Bad rows stop the run with their file, line and field (`on_bad_row=error`)
+or are skipped and counted (`skip`). With `chat_template`, text pairs are rendered as chat turns. `weight` (a share
+of the mixture) or `pairs` (an exact count) say how much of the source an epoch draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .formats import PairFormat, PreferencePair
+from .readers import BUILTIN_PREFIX, BadRows, check_data_path, is_local, iter_rows
+from .streaming import SourceStream
+from .tokenize import PairTokenizer, TokenizedPair
+
+
+def validation_source(path: str, val_path: str | None, val_split: str | None) -> tuple[str, str] | None:
+    """Where validation pairs come from: (`val_path`, its split); the hub dataset `path` at `val_split`; or None,
+    meaning a held-out fraction of the training rows."""
+    if val_path:
+        return str(val_path), val_split or "test"
+    if val_split and not path.startswith(BUILTIN_PREFIX) and not is_local(path):
+        return path, val_split
+    return None
+
+
+@dataclass
+class PairSource:
+    format: PairFormat
+    path: str
+    split: str = "train"
+    subset: str | None = None
+    data_dir: str | None = None
+    val_path: str | None = None
+    val_split: str | None = None
+    on_bad_row: str = "error"
+    chat_template: bool = False
+    val_fraction: float = 0.05
+    split_seed: int = 0
+    name: str = "data"
+    weight: float | None = None
+    pairs: int | None = None
+
+    def __post_init__(self) -> None:
+        # Every setting is checked here, before anything loads (the config check builds the data module to run them).
+        if self.format is None or not self.path:
+            raise ValueError(f"data source {self.name!r} needs a format and a path (data.format, data.path)")
+        self.path = str(self.path)
+        check_data_path("path", self.path)
+        check_data_path("val_path", self.val_path)
+        BadRows(self.on_bad_row)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    @property
+    def validation(self) -> tuple[str, str] | None:
+        return validation_source(self.path, self.val_path, self.val_split)
+
+    def held_out_split(self, pairs: list[PreferencePair]) -> tuple[list[PreferencePair], list[PreferencePair]]:
+        n_val = max(1, math.ceil(len(pairs) * self.val_fraction)) if len(pairs) > 1 else 0
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
+        held = set(order[:n_val])
+        return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+    def read(self, path: str, split: str, bad_rows: BadRows) -> list[PreferencePair]:
+        pairs = self.format.load(iter_rows(path, split, self.subset, self.data_dir), bad_rows)
+        return [self.as_configured(p) for p in pairs]
+
+    def as_configured(self, pair: PreferencePair) -> PreferencePair:
+        """The pair as this source renders it: as chat turns with `chat_template` (each source of a mixture its own)."""
+        return pair.as_chat() if self.chat_template else pair
+
+    def stream(self, pair_tokenizer: PairTokenizer, shuffle_buffer: int, seed: int) -> SourceStream:
+        """The training pairs as a stream, parsed (bad rows as `on_bad_row` says) and tokenized on the fly."""
+        bad_rows = BadRows(self.on_bad_row)
+
+        def to_pair(where: str, row: Any) -> TokenizedPair | None:
+            pair = self.format.parse_row(where, row, bad_rows)
+            return None if pair is None else pair_tokenizer(self.as_configured(pair))
+
+        rows: Callable[[], Any] = lambda: iter_rows(  # noqa: E731
+            self.path, self.split, self.subset, self.data_dir, streaming=True
+        )
+        return SourceStream(rows, to_pair, shuffle_buffer, seed)
