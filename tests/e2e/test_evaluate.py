@@ -257,7 +257,8 @@ def test_a_reward_model_trains_exports_and_scores_like_the_module(reward_run, to
     judged = judge.score([p.prompt for p in data.val_pairs], [as_text(p.chosen) for p in data.val_pairs])
     assert_close(judged, chosen, rtol=0, atol=1e-5)
     card = (reward_run / "final" / "README.md").read_text()
-    assert "pipeline_tag: text-classification" in card and "A reward model trained with **BradleyTerryLoss**" in card
+    assert "pipeline_tag: text-classification" in card and "A reward model (Bradley–Terry, **BradleyTerryLoss**" in card
+    assert "Trained with `python train_reward.py debug=smoke" in card and "judge=reward judge.model=" in card
 
 
 def test_evaluate_with_the_trained_reward_model_as_judge(trained_run, reward_run, tmp_path):
