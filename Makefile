@@ -1,5 +1,5 @@
-# Two commands: `make train` (install, train on the embedded default, then compare the result with its base model,
-# judged by a reward model trained once on the same data and cached)
+# Two commands: `make train` (install, train the main job on the embedded model and the built-in set, then compare the
+# result with its base model, judged by a reward model trained once on the built-in judge split and cached)
 # and `make test` (install, then the tests).
 # Both are idempotent: the virtual environment is built once and rebuilt only when requirements change.
 PYTHON ?= python3
@@ -24,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 train: install
-	$(BIN)/python train.py hydra.run.dir=$(RUN_DIR) $(ARGS)
+	$(BIN)/python train.py experiment=main hydra.run.dir=$(RUN_DIR) $(ARGS)
 	$(BIN)/python evaluate.py run_dir=$(RUN_DIR) judge=auto generation.num_prompts=50 generation.max_new_tokens=64 $(EVAL_ARGS)
 
 test: install

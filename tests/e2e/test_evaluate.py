@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -306,3 +307,12 @@ def test_judge_auto_trains_once_on_the_runs_data_and_is_cached(trained_run, tmp_
     assert judge_key(disjoint) != judge_key(cfg)
     metrics = json.loads((tmp_path / "judges" / judge_key(cfg) / "metrics.json").read_text())
     assert metrics["val/accuracy"] >= 0 and "val/margin" in metrics
+    # with derived negatives: each training pair once more, its chosen answer against its looped first sentence
+    looped = Path(cached_judge(run_config, small, cache_dir=str(tmp_path), negatives=["loop"]))
+    assert looped.parent.name != judge_key(cfg)
+    rows = [json.loads(line) for line in (looped.parents[1] / f"{looped.parent.name}.pairs.jsonl").open()]
+    given = [r for r in rows if r["kind"] == "given"]
+    assert len(rows) == 2 * len(given) and {r["kind"] for r in rows} == {"given", "loop"}
+    assert len(given) == run_config.data.max_train_pairs  # the run's cap (16) applies to the given pairs
+    report = json.loads((looped.parent / "data_report.json").read_text())
+    assert report["train"]["pairs"] == len(rows)  # ... and the judge learns them all, with their negatives

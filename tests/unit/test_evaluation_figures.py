@@ -175,3 +175,62 @@ def test_judge_auto_learns_from_disjoint_pairs_where_there_are_such():
     hh = OmegaConf.create({"data": {"path": "/data/hh/train.jsonl.gz"}})
     assert judge_data_path(hh, "auto") == ("/data/hh/train.jsonl.gz", True)  # self-trained: the report says so
     assert judge_data_path(hh, "/data/hh/other.jsonl") == ("/data/hh/other.jsonl", False)
+
+
+def test_judge_negatives_are_derived_from_the_pairs_themselves():
+    from dpo_lightning.data.formats import PreferencePair
+    from dpo_lightning.evaluation.auto_judge import with_negatives
+
+    pairs = [
+        PreferencePair("p0", "Own it. Say sorry.", "Lie."),
+        PreferencePair("p1", "Mars has two moons! Phobos and Deimos.", "None."),
+        PreferencePair("p2", "no full stop here at all", "x"),
+        PreferencePair("p3", "Call 911 now. Then wait.", "Wait."),
+    ]
+    rows = with_negatives(pairs, ["off_topic", "loop"])
+    assert [r["kind"] for r in rows] == ["given"] * 4 + ["off_topic"] * 4 + ["loop"] * 4
+    given, off_topic, loop = rows[:4], rows[4:8], rows[8:]
+    assert all(r["chosen"] == p.chosen and r["prompt"] == p.prompt for r, p in zip(off_topic + loop, pairs * 2))
+    # off-topic: the chosen answer of the pair half the set away (p0 <- p2, p1 <- p3, p2 <- p0, p3 <- p1)
+    assert [r["rejected"] for r in off_topic] == [pairs[2].chosen, pairs[3].chosen, pairs[0].chosen, pairs[1].chosen]
+    assert loop[0]["rejected"] == "Own it. Own it. Own it. Own it."
+    assert loop[1]["rejected"] == " ".join(["Mars has two moons!"] * 4)
+    assert loop[2]["rejected"] == " ".join(["no full stop here at all"] * 4)  # no sentence end: its first 8 words
+    assert [r["rejected"] for r in given] == [p.rejected for p in pairs]
+    assert with_negatives(pairs, []) == given
+    with pytest.raises(ValueError, match="unknown kind"):
+        with_negatives(pairs, ["shouting"])
+    chat = with_negatives([pairs[0].as_chat(), pairs[1].as_chat()], ["loop", "off_topic"])
+    assert chat[2]["rejected"] == [{"role": "assistant", "content": "Own it. Own it. Own it. Own it."}]
+    assert chat[4]["rejected"] == [{"role": "assistant", "content": pairs[1].chosen}]  # off-topic, as a chat turn
+    assert chat[2]["prompt"] == [{"role": "user", "content": "p0"}]
+
+
+def test_blind_reading_sheet_hides_the_sides_and_scores_against_the_key(tmp_path):
+    import json
+    import re
+
+    from dpo_lightning.evaluation.blind import score, write_sheet
+
+    rows = [
+        {"prompt": f"q{i}", "dpo_greedy": f"good {i}", "base_greedy": f"bad {i}", "reference": "r"} for i in range(8)
+    ]
+    (tmp_path / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sheet = write_sheet(tmp_path, seed=3).read_text()
+    a_sides = re.findall(r"\nA: (good|bad) ", sheet)
+    assert len(a_sides) == 8 and 0 < a_sides.count("good") < 8  # shuffled, not always the same side
+    assert "reference answer" not in sheet
+    # a reader who prefers "good" everywhere but calls the last two a tie: 6 wins, 2 ties, 0 losses
+    verdicts = ["A" if side == "good" else "B" for side in a_sides[:6]] + ["T", "T"]
+    (tmp_path / "v.txt").write_text(" ".join(verdicts))
+    result = score(tmp_path, tmp_path / "v.txt")
+    assert (result["wins"], result["ties"], result["losses"]) == (6, 2, 0)
+    assert result["win_rate"] == pytest.approx(7 / 8)
+    assert result["ci_low"] == pytest.approx(wilson(7, 8).low)
+    flipped = ["B" if v == "A" else "A" for v in verdicts[:6]] + ["T", "T"]
+    (tmp_path / "v.txt").write_text("\n".join(flipped))
+    assert score(tmp_path, tmp_path / "v.txt")["losses"] == 6
+    (tmp_path / "v.txt").write_text("A B")
+    with pytest.raises(ValueError, match="expected 8 verdicts"):
+        score(tmp_path, tmp_path / "v.txt")
+    assert "reference answer: r" in write_sheet(tmp_path, reference=True).read_text()

@@ -6,6 +6,11 @@ What it learns from (`judge.train.path`, `judge_data_path`): pairs disjoint from
 there are such (the built-in set's `judge` split for a run on `builtin:train`, or a path you give), else the run's
 own training pairs, and then the evaluation says, prominently, that the judge grades its own homework. It never
 sees the held-out pairs, on which `evaluate.py` reports the judge's own accuracy.
+
+Hand-written pairs teach "this answer is more aligned than that one", never "an answer beats no answer": a judge
+trained on them alone ranks a looping or off-topic reply near a good one. `judge.train.negatives` adds, for each
+pair, its chosen answer against a derived bad one: `off_topic` (another prompt's chosen answer) and `loop` (the
+chosen answer's first sentence, repeated). Both are built deterministically from the pairs themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -62,6 +68,63 @@ def judge_config(
     return OmegaConf.merge(cfg, overrides or {})
 
 
+def _first_sentence(text: str) -> str:
+    match = re.match(r"\s*(.+?[.!?])(\s|$)", text, flags=re.S)
+    return match.group(1) if match else " ".join(text.split()[:8])
+
+
+def _text(response: Any) -> str:
+    """A response's text: the string itself, or the content of a chat response's last message."""
+    return response if isinstance(response, str) else response[-1]["content"]
+
+
+def _like(response: Any, text: str) -> Any:
+    """`text` in the shape of `response`: a string, or its messages with the last one's content replaced."""
+    return text if isinstance(response, str) else [*response[:-1], {**response[-1], "content": text}]
+
+
+NEGATIVES = {
+    # another prompt's chosen answer: fluent and aligned, but not an answer to this prompt
+    "off_topic": lambda pairs, i: _text(pairs[(i + len(pairs) // 2) % len(pairs)].chosen),
+    # the chosen answer's first sentence four times: a degenerate loop that starts well
+    "loop": lambda pairs, i: " ".join([_first_sentence(_text(pairs[i].chosen))] * 4),
+}
+
+
+def with_negatives(pairs: list, kinds: list[str]) -> list[dict]:
+    """The pairs as rows, then for each kind in `kinds` one more row per pair: its chosen answer against that
+    derived negative (NEGATIVES), text or chat messages like the pair."""
+    unknown = sorted(set(kinds) - set(NEGATIVES))
+    if unknown:
+        raise ValueError(f"judge.train.negatives: unknown kind(s) {unknown}; known: {sorted(NEGATIVES)}")
+    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "kind": "given"} for p in pairs]
+    for kind in kinds:
+        for i, p in enumerate(pairs):
+            negative = NEGATIVES[kind](pairs, i)
+            if negative.strip() != _text(p.chosen).strip():
+                rows.append(
+                    {"prompt": p.prompt, "chosen": p.chosen, "rejected": _like(p.chosen, negative), "kind": kind}
+                )
+    return rows
+
+
+def _write_with_negatives(cfg: DictConfig, kinds: list[str], path: Path) -> None:
+    """Read the judge's training pairs with their format, write them with their derived negatives to `path` (a
+    preference-format .jsonl), and point the judge's data at it."""
+    from hydra.utils import instantiate
+
+    from ..data.readers import iter_rows
+
+    data = cfg.data
+    pairs = instantiate(data.format).load(iter_rows(str(data.path), data.get("split") or "train", data.get("subset")))
+    pairs = pairs[: data.get("max_train_pairs")]  # the cap applies to the given pairs; each keeps its negatives
+    with open(path, "w") as f:
+        for row in with_negatives(pairs, kinds):
+            f.write(json.dumps(row) + "\n")
+    data.path, data.split, data.subset, data.max_train_pairs = str(path), "train", None, None
+    data.format = {"_target_": "dpo_lightning.data.PreferenceFormat"}
+
+
 def judge_key(cfg: DictConfig) -> str:
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
@@ -70,6 +133,8 @@ def judge_key(cfg: DictConfig) -> str:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     shape = strip({k: resolved.get(k) for k in KEY_SECTIONS})
+    if resolved.get("negatives"):  # only when given: a judge without them keeps the key it had before they existed
+        shape["negatives"] = resolved["negatives"]
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -78,13 +143,18 @@ def cached_judge(
     overrides: dict | DictConfig | None = None,
     cache_dir: str | None = None,
     data_path: str | None = None,
+    negatives: list[str] | None = None,
 ) -> str:
-    """The folder of the run's judge (trained on `data_path`, default the run's training pairs), trained now if it
-    is not cached yet."""
+    """The folder of the run's judge (trained on `data_path`, default the run's training pairs, with the derived
+    `negatives` added), trained now if it is not cached yet."""
     from ..models.embedded import default_cache_dir
     from ..training import train
 
     cfg = judge_config(run_config, overrides, data_path)
+    if negatives and cfg.data.get("sources"):
+        log.warning("judge.train.negatives left out: the judge learns a mixture (give judge.train.path to add them)")
+    elif negatives:  # (absent otherwise, so that a judge without them keeps its cache key)
+        cfg.negatives = list(negatives)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     home = root / "judges" / judge_key(cfg)
     home.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +164,8 @@ def cached_judge(
             tmp = home.with_name(home.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             cfg.paths.output_dir = str(tmp)
+            if cfg.get("negatives"):
+                _write_with_negatives(cfg, list(cfg.negatives), home.with_name(home.name + ".pairs.jsonl"))
             cfg.data.report_path = str(tmp / "data_report.json")  # not the evaluated run's own report
             train(cfg)
             shutil.rmtree(home, ignore_errors=True)

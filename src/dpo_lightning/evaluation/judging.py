@@ -43,7 +43,11 @@ def resolve_judge(cfg: DictConfig, run: Any) -> JudgeSpec | None:
 
     path, self_trained = judge_data_path(run.config, train.get("path"))
     judge_cfg.model = cached_judge(
-        run.config, train.get("overrides"), run.config.get("paths", {}).get("cache_dir"), data_path=path
+        run.config,
+        train.get("overrides"),
+        run.config.get("paths", {}).get("cache_dir"),
+        data_path=path,
+        negatives=list(train.get("negatives") or []),
     )
     return JudgeSpec(judge_cfg, trained_on=path, self_trained=self_trained)
 

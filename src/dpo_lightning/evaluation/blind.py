@@ -1,0 +1,80 @@
+"""Read the answers blind: the evaluation's greedy answers of two models, A/B order shuffled, for a person to judge
+without knowing which side is which; then the verdicts scored against the hidden key.
+
+    python -m dpo_lightning.evaluation.blind <run>/eval                 # writes blind.md and blind_key.json
+    python -m dpo_lightning.evaluation.blind <run>/eval --score verdicts.txt
+
+`blind.md` lists every prompt with answers A and B (and, with `--reference`, the held-out reference answer, shown as
+such). The reader writes one verdict per prompt, in order, into a text file: `A`, `B` or `T` (tie), separated by
+spaces or newlines. `--score` prints the first model's wins, ties and losses and its win rate (a tie counting half)
+with its Wilson interval: the figure to set beside a judge's, since a judge can be gamed and a reader cannot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from .intervals import wilson
+
+KEY_FILE, SHEET_FILE = "blind_key.json", "blind.md"
+
+
+def write_sheet(
+    eval_dir: Path, first: str = "dpo_greedy", second: str = "base_greedy", seed: int = 0, reference: bool = False
+) -> Path:
+    """blind.md (prompts with answers A/B in a seeded random order) and blind_key.json (which side is `first`)."""
+    rows = [json.loads(line) for line in (eval_dir / "generations.jsonl").read_text().splitlines() if line.strip()]
+    rng = random.Random(seed)
+    key, parts = [], []
+    for i, row in enumerate(rows):
+        swap = rng.random() < 0.5
+        a, b = (row[second], row[first]) if swap else (row[first], row[second])
+        key.append("B" if swap else "A")
+        ref = f"(reference answer: {row.get('reference', '')})\n\n" if reference else ""
+        parts.append(f"## {i}\nQ: {row['prompt']}\n\n{ref}A: {a}\n\nB: {b}\n")
+    sheet = eval_dir / SHEET_FILE
+    sheet.write_text(f"# Blind reading: {len(rows)} prompts. Verdicts: A, B or T, one per prompt, in order.\n\n"
+                     + "\n".join(parts))  # fmt: skip
+    (eval_dir / KEY_FILE).write_text(json.dumps({"first": first, "second": second, "first_is": key}))
+    return sheet
+
+
+def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95) -> dict:
+    """The first model's wins/ties/losses against the second by the reader's verdicts, with the Wilson interval."""
+    key = json.loads((eval_dir / KEY_FILE).read_text())
+    verdicts = verdicts_file.read_text().upper().split()
+    if len(verdicts) != len(key["first_is"]) or set(verdicts) - {"A", "B", "T"}:
+        raise ValueError(
+            f"{verdicts_file}: expected {len(key['first_is'])} verdicts of A, B or T; got {len(verdicts)}"
+            f" ({sorted(set(verdicts) - {'A', 'B', 'T'}) or 'all valid'})"
+        )
+    wins = sum(v == side for v, side in zip(verdicts, key["first_is"]))
+    ties = verdicts.count("T")
+    losses = len(verdicts) - wins - ties
+    interval = wilson(wins + ties / 2, len(verdicts), confidence)
+    return {"first": key["first"], "second": key["second"], "wins": wins, "ties": ties, "losses": losses,
+            "win_rate": interval.value, "ci_low": interval.low, "ci_high": interval.high}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("eval_dir", type=Path, help="an evaluation's output folder (holding generations.jsonl)")
+    p.add_argument("--first", default="dpo_greedy", help="generations.jsonl field of the model scored")
+    p.add_argument("--second", default="base_greedy", help="... and of the model it is compared with")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", action="store_true", help="show the held-out reference answer with each prompt")
+    p.add_argument("--score", type=Path, help="a file of verdicts (A/B/T per prompt) to score against the key")
+    args = p.parse_args(argv)
+    if args.score:
+        r = score(args.eval_dir, args.score)
+        print(f"{r['first']} over {r['second']}: {r['wins']}/{r['ties']}/{r['losses']} (W/T/L), "
+              f"win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
+    else:
+        print(write_sheet(args.eval_dir, args.first, args.second, args.seed, args.reference))
+
+
+if __name__ == "__main__":
+    main()
