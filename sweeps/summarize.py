@@ -10,12 +10,13 @@ python sweeps/summarize.py <dir> --frontier                         # after eval
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dpo_lightning.tables import write_table
 
 COLUMNS = ["val/rewards/accuracies", "val/rewards/margins", "val/kl", "val/loss", "train/loss"]
 PLOTTED = ["val/rewards/accuracies", "val/rewards/margins", "val/kl"]
@@ -44,20 +45,6 @@ def collect(sweep_dir: Path, x: str) -> list[dict[str, Any]]:
             }
         )
     return sorted(rows, key=lambda r: (r[x] is None, r[x] if isinstance(r[x], (int, float)) else str(r[x])))
-
-
-def write_table(rows: list[dict[str, Any]], header: list[str], out: Path) -> list[Path]:
-    """`rows` as `<out>.csv` and a markdown table `<out>.md` (floats to 4 decimals, None as blank)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(r[h]) for h in header) + " |" for r in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return [out.with_suffix(".csv"), out.with_suffix(".md")]
 
 
 def write(rows: list[dict[str, Any]], x: str, out: Path) -> list[Path]:

@@ -21,6 +21,7 @@ import yaml
 from .data.readers import BUILTIN_PREFIX
 from .hub import is_hub_id
 from .redaction import redact_text
+from .tables import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,7 @@ def evaluation_section(ev: dict[str, Any]) -> list[str]:
         "",
         f"On {ev['pairs']} held-out pairs ({ev['data']}); {ev.get('confidence', 0.95):.0%} intervals.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in cells),
+        *markdown_table(header, cells),
         "",
     ]
     warnings = ev.get("warnings") or []

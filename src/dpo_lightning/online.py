@@ -21,7 +21,6 @@ command with `resume=true` continues, and gives the same pairs and the same fina
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.preemption import Preempted
 from .online_pairs import PairRule, Sampling, build_pairs, read_lines, sample_answers, score_answers
+from .tables import write_table
 from .training import save_config, train
 
 log = logging.getLogger(__name__)
@@ -299,14 +299,7 @@ def round_row(r: int, rdir: Path) -> dict[str, Any]:
 
 def write_rounds(out: Path, rows: list[dict[str, Any]]) -> None:
     """rounds.csv, rounds.md and rounds.png: the per-round evaluation (win rate over the initial policy, KL, ...)."""
-    with open(out / "rounds.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=TABLE)
-        writer.writeheader()
-        writer.writerows(rows)
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(TABLE) + " |", "|" + "---|" * len(TABLE)]
-    lines += ["| " + " | ".join(fmt(row[k]) for k in TABLE) + " |" for row in rows]
-    (out / "rounds.md").write_text("\n".join(lines) + "\n")
+    write_table(rows, TABLE, out / "rounds", digits=3)
     import matplotlib
 
     matplotlib.use("Agg")

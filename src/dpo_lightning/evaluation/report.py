@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..tables import markdown_table
 from .result import EvaluationResult, logged_scalars, summary_table
 
 PLOTS = {
@@ -194,8 +195,7 @@ def write_markdown(path: Path, result: EvaluationResult, generations: list[dict[
     warnings = result.warnings()
     lines += ["## Warnings", ""] + ([f"- ⚠ {w}" for w in warnings] or ["None raised."]) + [""]
     for title, header, rows in tables(result):
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+        lines += [f"## {title}", "", *markdown_table(header, rows), ""]
     if not result.judge:
         lines += [
             "## Judge win rate",

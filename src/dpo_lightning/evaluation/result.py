@@ -172,8 +172,11 @@ class EvaluationResult:
         ]
 
     def _judge_rows(self, t: Thresholds) -> list[Row]:
+        return self._verdict_rows(t) + self._judge_trust_rows(t)
+
+    def _verdict_rows(self, t: Thresholds) -> list[Row]:
+        """The judge's verdicts: win rates over base and against the reference answers, mean rewards."""
         j = self.judge
-        name = f"{j['kind']} {j['model']}"
         rows = []
         for kind in ("greedy", "sampled"):
             w = j[kind]
@@ -215,13 +218,19 @@ class EvaluationResult:
                     ref["dpo"]["reward_reference"] if ref else None,
                 )
             )
+        return rows
+
+    def _judge_trust_rows(self, t: Thresholds) -> list[Row]:
+        """How far to trust the judge: its accuracy on the held-out pairs, its order consistency, self-training."""
+        j = self.judge
         acc = j["accuracy_on_pairs"]
+        rows = []
         rows.append(
             Row(
                 f"judge: accuracy on the {acc['pairs']} held-out pairs (how far to trust it)",
                 "judge_accuracy",
                 value=_ci_of(acc),
-                note=name,
+                note=f"{j['kind']} {j['model']}",
                 warning=(
                     f"The judge ranks only {acc['value']:.0%} of the held-out pairs correctly: its verdicts are weak."
                     if acc["value"] < t.judge_accuracy
