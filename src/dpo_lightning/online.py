@@ -246,7 +246,8 @@ class Loop:
         OmegaConf.set_struct(cfg, False)
         cfg = OmegaConf.merge(cfg, self.cfg.online.get("eval") or {})
         cfg.judge = self.eval_judge
-        cfg.base_model = OmegaConf.to_container(self.cfg.model, resolve=True)  # every round against the initial policy
+        if cfg.get("base_model") is None:  # every round against the initial policy (or online.eval.base_model)
+            cfg.base_model = OmegaConf.to_container(self.cfg.model, resolve=True)
         return cfg
 
 
@@ -271,6 +272,7 @@ TABLE = [
     "judge_accuracy",
     "kl_per_token",
     "opening_share",
+    "phrase_share",
     "distinct_2",
     "logp_chosen_change",
     "warnings",
@@ -291,6 +293,7 @@ def round_row(r: int, rdir: Path) -> dict[str, Any]:
         "judge_accuracy": (judge.get("accuracy_on_pairs") or {}).get("value"),
         "kl_per_token": ev["kl"]["kl_per_token"],
         "opening_share": ev["diversity"]["dpo"]["opening_share"]["value"],
+        "phrase_share": ev["diversity"]["dpo"].get("phrase_share", {}).get("value"),
         "distinct_2": ev["diversity"]["dpo"]["distinct_2"]["value"],
         "logp_chosen_change": ev["displacement"]["chosen"]["change"]["value"],
         "warnings": len(ev.get("warnings") or []),

@@ -180,3 +180,17 @@ def test_sft_then_dpo_from_the_sft_model(tmp_path):
     sft_final = AutoModelForCausalLM.from_pretrained(sft / "final")
     for (name, a), b in zip(start.state_dict().items(), sft_final.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+    # evaluate.py base_model=pretrained compares with the model before SFT; the default, with the SFT model
+    from omegaconf import OmegaConf
+
+    from dpo_lightning.evaluation.runner import Run, load_models
+
+    run = Run(dpo, OmegaConf.load(dpo / "config.yaml"), dpo / "eval", torch.device("cpu"))
+    pretrained = instantiate(compose("model=tiny").model).model.state_dict()
+    base, _, _ = load_models(run, "pretrained")
+    for name, weight in base.state_dict().items():
+        torch.testing.assert_close(weight, pretrained[name], msg=name)
+    base, _, _ = load_models(run)
+    assert not torch.equal(base.state_dict()["model.norm.weight"], pretrained["model.norm.weight"])
+    with pytest.raises(ValueError, match="give null, pretrained"):
+        load_models(run, "sft")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dpo_lightning.evaluation.diversity import distinct_n, diversity, repetition, top_opening, words
+from dpo_lightning.evaluation.diversity import distinct_n, diversity, repetition, top_opening, top_phrase, words
 from dpo_lightning.evaluation.intervals import wilson
 from dpo_lightning.evaluation.judge import Comparison, judge_accuracy, outcomes_from_scores, win_rate
 from dpo_lightning.evaluation.llm_judge import order_swapped_outcomes
@@ -29,6 +29,34 @@ def test_words_openings_and_distinct_n_by_hand():
     # bigrams: 4 + 4 + 3 = 11; (i, can't) and (can't, help) twice -> 9 distinct
     assert distinct_n(tokenized, 2) == pytest.approx(9 / 11)
     assert math.isnan(distinct_n([["one"]], 2))
+
+
+def test_the_most_shared_phrase_counts_each_answer_once():
+    tokenized = [words(a) for a in ANSWERS + ["Sorry, I can't help. I can't help."]]
+    # "i can't help" is in answers 1, 2 and 4 (twice in 4, counted once); "can't help with" only in 1
+    assert top_phrase(tokenized) == ("i can't help", 3)
+    assert top_phrase([["too", "short"]]) == ("", 0)
+    d = diversity(ANSWERS + ["Sorry, I can't help. I can't help."], resamples=200)
+    w = wilson(3, 4)
+    assert d.top_phrase == "i can't help"
+    assert (d.phrase_share.value, d.phrase_share.low, d.phrase_share.high) == pytest.approx((3 / 4, w.low, w.high))
+
+
+def test_a_stock_phrase_inside_varied_answers_trips_the_phrase_warning_only():
+    stock = [f"{topic}? If you're unsure, ask someone." for topic in ("Sleep", "Mars", "Taxes", "Tattoos", "Strep")]
+    plain = [
+        "The wall is hard to see from orbit.",
+        "Call emergency services right away.",
+        "Tell your boss the truth today.",
+        "Mars has two small moons.",
+        "Rest, fluids, and see a doctor if it gets worse.",
+    ]
+    result = collapsed_result(stock + plain, plain * 2)
+    text = " ".join(result.warnings())
+    assert 'Stock phrase: 5 of 10 DPO answers (50%) contain "if you\'re unsure" (base: 20%' in text
+    assert "open with" not in text  # every answer opens differently
+    row = next(r for r in result.rows() if r.key == "phrase_share")
+    assert row.dpo["value"] == pytest.approx(0.5) and row.base["value"] == pytest.approx(0.2)
 
 
 def test_repetition_within_an_answer_by_hand():
@@ -175,6 +203,18 @@ def test_judge_auto_learns_from_disjoint_pairs_where_there_are_such():
     hh = OmegaConf.create({"data": {"path": "/data/hh/train.jsonl.gz"}})
     assert judge_data_path(hh, "auto") == ("/data/hh/train.jsonl.gz", True)  # self-trained: the report says so
     assert judge_data_path(hh, "/data/hh/other.jsonl") == ("/data/hh/other.jsonl", False)
+
+
+def test_judge_auto_starts_from_the_pretrained_model_not_the_runs_sft_model():
+    """A run that started from an SFT model (the main job) hands its judge the model before SFT: the SFT model has
+    learned the training pairs' chosen answers. The judge is the same, and cached under the same key, either way."""
+    from conftest import compose
+    from dpo_lightning.evaluation.auto_judge import judge_config, judge_key
+
+    sft = compose("experiment=main", "model.init_from=/runs/sft")
+    judged = judge_config(sft, data_path="builtin:judge")
+    assert judged.model.init_from is None and judged.model.name_or_path == "embedded:smollm2-135m-instruct"
+    assert judge_key(judged) == judge_key(judge_config(compose("experiment=main"), data_path="builtin:judge"))
 
 
 def test_judge_negatives_are_derived_from_the_pairs_themselves():

@@ -55,12 +55,16 @@ def judge_config(
     run_config: DictConfig, overrides: dict | DictConfig | None = None, data_path: str | None = None
 ) -> DictConfig:
     """conf/reward.yaml with the run's model and data (the data scored whole: no packing), read from `data_path`
-    instead of the run's training pairs when given, then `overrides` merged (e.g. {trainer: {max_epochs: 2}})."""
+    instead of the run's training pairs when given, then `overrides` merged (e.g. {trainer: {max_epochs: 2}}).
+    The judge starts from the pretrained model, never from `model.init_from`: a run started from an SFT model
+    (the main job) would otherwise hand the judge a model tuned on the training pairs' chosen answers."""
     from ..config import compose_config
 
     cfg = compose_config("reward", [f"paths.output_dir={os.devnull}"])
     OmegaConf.set_struct(cfg, False)
-    cfg.model = run_config.model
+    cfg.model = (
+        OmegaConf.merge(run_config.model, {"init_from": None}) if "init_from" in run_config.model else run_config.model
+    )
     cfg.data = OmegaConf.merge(run_config.data, {"packing": False})
     if data_path and data_path != run_config.data.get("path") and not run_config.data.get("sources"):
         cfg.data.path = data_path

@@ -6,6 +6,9 @@ Words are lower-cased runs of letters, digits and apostrophes, so "I'm unsure," 
 - **opening share**: the most common first `n` words (default 3) over all answers, and the share of answers that
   open with it (Wilson interval). Hand-written references open with one phrase a few percent of the time; a
   collapsed policy opens a third of its answers alike.
+- **phrase share**: the 3 words that the most answers contain somewhere (each answer counted once), and the share
+  of answers that contain them (Wilson). It catches a stock phrase in the middle of answers ("if you're unsure,
+  ...") that the opening share misses; the references' most common phrase is in about a sixth of them.
 - **distinct-n** (Li et al. 2016): distinct n-grams over all n-grams of all answers pooled. Its interval is the
   jackknife's over answers: a bootstrap resample repeats whole answers, which lowers distinct-n far below its value.
 - **repetition**: within one answer, the share of its 3-grams that repeat an earlier 3-gram of the same answer
@@ -48,6 +51,15 @@ def top_opening(texts: Sequence[str], n: int = 3) -> tuple[str, int]:
     return counts.most_common(1)[0]
 
 
+def top_phrase(tokenized: Sequence[Sequence[str]], n: int = 3) -> tuple[str, int]:
+    """The n words that the most answers contain (ties: the first seen) and how many answers contain them."""
+    counts = Counter(g for tokens in tokenized for g in dict.fromkeys(ngrams(tokens, n)))
+    if not counts:
+        return "", 0
+    phrase, count = counts.most_common(1)[0]
+    return " ".join(phrase), count
+
+
 def distinct_n(tokenized: Sequence[Sequence[str]], n: int) -> float:
     """Distinct n-grams over all n-grams of all answers pooled (nan when no answer has n words)."""
     grams = [g for tokens in tokenized for g in ngrams(tokens, n)]
@@ -67,6 +79,8 @@ class Diversity:
     answers: int
     top_opening: str
     opening_share: Interval
+    top_phrase: str
+    phrase_share: Interval
     distinct_1: Interval
     distinct_2: Interval
     repetition: Interval
@@ -76,9 +90,10 @@ class Diversity:
         return {
             "answers": self.answers,
             "top_opening": self.top_opening,
+            "top_phrase": self.top_phrase,
             **{
                 k: getattr(self, k).as_dict()
-                for k in ("opening_share", "distinct_1", "distinct_2", "repetition", "length_words")
+                for k in ("opening_share", "phrase_share", "distinct_1", "distinct_2", "repetition", "length_words")
             },
         }
 
@@ -92,6 +107,12 @@ def diversity(
         [float(phrase != "" and opening(t, opening_words) == phrase) for t in texts], dtype=torch.float64
     )
 
+    stock, _ = top_phrase(tokenized, opening_words)
+    contains = torch.tensor(
+        [float(stock != "" and stock in {" ".join(g) for g in ngrams(t, opening_words)}) for t in tokenized],
+        dtype=torch.float64,
+    )
+
     def distinct(n: int) -> Interval:
         return jackknife(lambda idx: distinct_n([tokenized[i] for i in idx], n), len(texts), confidence)
 
@@ -99,6 +120,8 @@ def diversity(
         answers=len(texts),
         top_opening=phrase,
         opening_share=proportion(opens, confidence),
+        top_phrase=stock,
+        phrase_share=proportion(contains, confidence),
         distinct_1=distinct(1),
         distinct_2=distinct(2),
         repetition=bca_mean(

@@ -19,10 +19,11 @@ class Thresholds:
     """When a figure turns into a warning (eval.yaml `warn:`)."""
 
     opening_share: float = 0.2  # DPO's most common opening starts more than this share of its answers (and > base)
+    phrase_share: float = 0.3  # DPO's most common 3 words are in more than this share of its answers (and > base)
     distinct_2_drop: float = 0.05  # DPO's distinct-2 is below base's by more than this share of base's
     repetition_rise: float = 0.05  # DPO's mean within-answer repetition is above base's by more than this
     judge_accuracy: float = 0.75  # the judge ranks fewer held-out pairs correctly than this
-    reference_win_rate: float = 0.4  # the judge prefers DPO to the hand-written reference answers this often or more
+    reference_win_rate: float = 0.2  # the judge prefers DPO to the hand-written reference answers this often or more
     order_consistency: float = 0.7  # an LLM judge's two orders agree on fewer verdicts than this
 
 
@@ -123,20 +124,42 @@ class EvaluationResult:
             rows += self._judge_rows(t)
         return rows
 
+    def _share_warning(self, key: str, limit: float, label: str, what: str, consequence: str) -> str | None:
+        """A warning when DPO's share of answers with its most common opening or phrase is over the limit and
+        base's; the share in words, beside base's and the references'."""
+        base, dpo, ref = (self.diversity.get(k) for k in ("base", "dpo", "reference"))
+        share = dpo[key]["value"]
+        if not (share > limit and share > base[key]["value"]):
+            return None
+        n, phrase = dpo["answers"], dpo["top_opening" if key == "opening_share" else "top_phrase"]
+        with_ref = f", reference answers: {ref[key]['value']:.0%}" if ref else ""
+        return (
+            f'{label}: {round(share * n)} of {n} DPO answers ({share:.0%}) {what} "{phrase}" '
+            f"(base: {base[key]['value']:.0%}{with_ref}): {consequence}"
+        )
+
     def _diversity_rows(self, t: Thresholds) -> list[Row]:
         if not self.diversity:
             return []
         base, dpo, ref = (self.diversity.get(k) for k in ("base", "dpo", "reference"))
-        n = dpo["answers"]
-        share = dpo["opening_share"]["value"]
-        opening_warning = None
-        if share > t.opening_share and share > base["opening_share"]["value"]:
-            with_ref = f", reference answers: {ref['opening_share']['value']:.0%}" if ref else ""
-            opening_warning = (
-                f'Collapse: {round(share * n)} of {n} DPO answers ({share:.0%}) open with "{dpo["top_opening"]}" '
-                f"(base: {base['opening_share']['value']:.0%}{with_ref}): the model may answer many prompts with the "
-                "same boilerplate."
+        opening_warning = self._share_warning(
+            "opening_share",
+            t.opening_share,
+            "Collapse",
+            "open with",
+            "the model may answer many prompts with the same boilerplate.",
+        )
+        phrase_warning = (
+            self._share_warning(
+                "phrase_share",
+                t.phrase_share,
+                "Stock phrase",
+                "contain",
+                "the model puts the same words into answers on any topic. Read the answers.",
             )
+            if "phrase_share" in dpo
+            else None
+        )
         d2, b2 = dpo["distinct_2"]["value"], base["distinct_2"]["value"]
         distinct_warning = (
             f"Less diverse than base: distinct-2 {d2:.3f} against {b2:.3f}: DPO's answers share more of their wording."
@@ -150,15 +173,22 @@ class EvaluationResult:
             if rep_d > rep_b + t.repetition_rise
             else None
         )
-        openings = ", ".join(f'{k} "{v["top_opening"]}"' for k, v in self.diversity.items())
-        pick = lambda key: [None if m is None else m[key] for m in (base, dpo, ref)]  # noqa: E731
+        quoted = lambda key: ", ".join(f'{k} "{v.get(key, "")}"' for k, v in self.diversity.items())  # noqa: E731
+        pick = lambda key: [None if m is None or key not in m else m[key] for m in (base, dpo, ref)]  # noqa: E731
         return [
             Row(
                 "share of answers opening with the most common 3 words",
                 "opening_share",
                 *pick("opening_share"),
-                note=openings,
+                note=quoted("top_opening"),
                 warning=opening_warning,
+            ),
+            Row(
+                "share of answers containing the most common 3 words anywhere",
+                "phrase_share",
+                *pick("phrase_share"),
+                note=quoted("top_phrase"),
+                warning=phrase_warning,
             ),
             Row("distinct-1 over all answers", "distinct_1", *pick("distinct_1")),
             Row("distinct-2 over all answers", "distinct_2", *pick("distinct_2"), warning=distinct_warning),
@@ -201,8 +231,9 @@ class EvaluationResult:
                     note=f"W/T/L: DPO {_wtl(wd)}, base {_wtl(wb)}",
                     warning=(
                         f"The judge prefers DPO's answers to the hand-written reference answers on "
-                        f"{wd['win_rate']:.0%} of the prompts. Read them: a judge that ranks a small model's answers "
-                        "at or above the references is likely rewarding a style (e.g. declining) rather than quality."
+                        f"{wd['win_rate']:.0%} of the prompts (base's: {wb['win_rate']:.0%}). Read them: a judge "
+                        "that ranks a small model's answers above hand-written ones this often is likely rewarding a "
+                        "style (the references' wording, or declining) rather than quality."
                         if wd["win_rate"] >= t.reference_win_rate
                         else None
                     ),
@@ -276,6 +307,7 @@ class EvaluationResult:
             "preference_accuracy_per_token",
             "logp_per_token_chosen",
             "opening_share",
+            "phrase_share",
             "distinct_2",
             "judge_win_rate_greedy",
             "judge_win_rate_reference",

@@ -159,11 +159,18 @@ def open_run(cfg: DictConfig) -> Run:
     return Run(run_dir, OmegaConf.load(run_dir / "config.yaml"), out, device)
 
 
-def load_models(run: Run, base_model: DictConfig | None = None) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
-    """The run's starting model (its reference: "base"; or `base_model`, a model config, e.g. the online loop's
-    initial policy for a later round), its final policy ("dpo"), and the tokenizer."""
+def load_models(run: Run, base_model: DictConfig | str | None = None) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
+    """The run's starting model (its reference: "base"; or `base_model`: a model config, e.g. the online loop's
+    initial policy for a later round, or "pretrained": the run's model without `model.init_from`, the model a
+    two-stage run such as SFT then DPO began from), its final policy ("dpo"), and the tokenizer."""
     start = instantiate(run.config.model).model.to(run.device)
     policy = load_trained_policy(run.dir / "final", start).to(run.device)  # a LoRA adapter goes on the run's start
+    if base_model == "pretrained":
+        base_model = OmegaConf.merge(run.config.model, {"init_from": None})
+        if not run.config.model.get("init_from"):
+            base_model = None  # the run started from the pretrained model: it is its own start
+    elif isinstance(base_model, str):
+        raise ValueError(f"base_model={base_model!r}: give null, pretrained, or a model config")
     base = start if base_model is None else instantiate(base_model).model.to(run.device)
     return base, policy, load_tokenizer(str(run.dir / "final"))
 
