@@ -89,7 +89,7 @@ def worker(rank: int, world: int, port: str, tied: bool, out: str, mode: str = "
         "head_elements": head_full,
     }
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))  # one file per rank: their prints would interleave
-    dist.destroy_process_group()
+    finish()
 
 
 def sharded(module, mixed_precision=None):
@@ -167,6 +167,13 @@ def precompute(rank: int, model, reference, ids, out: str, pristine) -> None:
         ((a - b).abs() / b.abs()).max().item() for a, b in zip(got.lookup(keys), expected.lookup(keys))
     )
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    finish()
+
+
+def finish() -> None:
+    """Both ranks done before either tears the group down: a rank that destroys it while its peer still talks to it
+    can abort the peer ("terminate called without an active exception", SIGABRT; seen once in CI)."""
+    dist.barrier()
     dist.destroy_process_group()
 
 
