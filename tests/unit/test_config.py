@@ -33,6 +33,7 @@ def test_every_group_has_its_options():
             "simpo",
             "orpo",
             "rpo",
+            "rpo_light",
             "bco_pair",
             "apo_zero",
             "apo_down",
