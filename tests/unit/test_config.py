@@ -177,6 +177,19 @@ def test_experiment_option_composes():
     assert cfg.trainer.accumulate_grad_batches * cfg.data.batch_size == 64
 
 
+def test_the_main_jobs_stages_compose_and_take_another_loss():
+    """make train: experiment=main_sft, then experiment=main (RPO alpha 0.1, LoRA); its ARGS may switch the loss."""
+    from hydra.utils import instantiate
+
+    sft = compose("experiment=main_sft")
+    assert sft.loss._target_.endswith("SFTLoss") and sft.optimizer.lr == 5e-5 and not sft.module.compute_kl
+    main = compose("experiment=main", "model.init_from=/runs/sft")
+    assert (main.loss.alpha, main.optimizer.lr, main.model.init_from) == (0.1, 5e-4, "/runs/sft")
+    assert type(instantiate(main.loss)).__name__ == "RPOLoss"
+    ipo = instantiate(compose("experiment=main", "loss=ipo", "loss.beta=0.5").loss)  # the README's ARGS example
+    assert type(ipo).__name__ == "IPOLoss" and ipo.beta == 0.5
+
+
 def test_the_readme_command_composes():
     # python train.py model=mistral data=shp loss.beta=0.1
     cfg = compose("model=mistral", "data=shp", "loss.beta=0.1")
