@@ -1,5 +1,5 @@
-"""Long checks, marked `slow` and left out of `make test` (run them with `make test-slow`; on 2 cores the
-main job alone takes 13 min 45 s as `make train`):
+"""Long checks, marked `slow` and left out of `make test` (run them with `make test-slow`: 16 min 40 s on 2
+cores with the judge cached):
 the README's main job end to end with the figures it states, and the benchmark's parity gate on the real weights."""
 
 from __future__ import annotations
