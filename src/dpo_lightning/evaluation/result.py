@@ -124,42 +124,27 @@ class EvaluationResult:
             rows += self._judge_rows(t)
         return rows
 
-    def _share_warning(self, key: str, limit: float, label: str, what: str, consequence: str) -> str | None:
-        """A warning when DPO's share of answers with its most common opening or phrase is over the limit and
-        base's; the share in words, beside base's and the references'."""
+    def _share_row(self, key: str, phrase_key: str, limit: float, figure: str, label: str, consequence: str) -> Row:
+        """The share of answers with their most common opening or phrase (`key`, the words in `phrase_key`), for
+        base, DPO and the references; a warning when DPO's is over the limit and over base's."""
         base, dpo, ref = (self.diversity.get(k) for k in ("base", "dpo", "reference"))
-        share = dpo[key]["value"]
-        if not (share > limit and share > base[key]["value"]):
-            return None
-        n, phrase = dpo["answers"], dpo["top_opening" if key == "opening_share" else "top_phrase"]
-        with_ref = f", reference answers: {ref[key]['value']:.0%}" if ref else ""
-        return (
-            f'{label}: {round(share * n)} of {n} DPO answers ({share:.0%}) {what} "{phrase}" '
-            f"(base: {base[key]['value']:.0%}{with_ref}): {consequence}"
-        )
+        pick = [None if m is None else m.get(key) for m in (base, dpo, ref)]
+        note = ", ".join(f'{k} "{v.get(phrase_key, "")}"' for k, v in self.diversity.items())
+        warning = None
+        if pick[1] is not None and pick[1]["value"] > limit and pick[1]["value"] > base[key]["value"]:
+            share, n = pick[1]["value"], dpo["answers"]
+            with_ref = f", reference answers: {ref[key]['value']:.0%}" if ref else ""
+            what = "open with" if key == "opening_share" else "contain"
+            warning = (
+                f'{label}: {round(share * n)} of {n} DPO answers ({share:.0%}) {what} "{dpo[phrase_key]}" '
+                f"(base: {base[key]['value']:.0%}{with_ref}): {consequence}"
+            )
+        return Row(figure, key, *pick, note=note, warning=warning)
 
     def _diversity_rows(self, t: Thresholds) -> list[Row]:
         if not self.diversity:
             return []
         base, dpo, ref = (self.diversity.get(k) for k in ("base", "dpo", "reference"))
-        opening_warning = self._share_warning(
-            "opening_share",
-            t.opening_share,
-            "Collapse",
-            "open with",
-            "the model may answer many prompts with the same boilerplate.",
-        )
-        phrase_warning = (
-            self._share_warning(
-                "phrase_share",
-                t.phrase_share,
-                "Stock phrase",
-                "contain",
-                "the model puts the same words into answers on any topic. Read the answers.",
-            )
-            if "phrase_share" in dpo
-            else None
-        )
         d2, b2 = dpo["distinct_2"]["value"], base["distinct_2"]["value"]
         distinct_warning = (
             f"Less diverse than base: distinct-2 {d2:.3f} against {b2:.3f}: DPO's answers share more of their wording."
@@ -173,22 +158,23 @@ class EvaluationResult:
             if rep_d > rep_b + t.repetition_rise
             else None
         )
-        quoted = lambda key: ", ".join(f'{k} "{v.get(key, "")}"' for k, v in self.diversity.items())  # noqa: E731
-        pick = lambda key: [None if m is None or key not in m else m[key] for m in (base, dpo, ref)]  # noqa: E731
+        pick = lambda key: [None if m is None else m[key] for m in (base, dpo, ref)]  # noqa: E731
         return [
-            Row(
-                "share of answers opening with the most common 3 words",
+            self._share_row(
                 "opening_share",
-                *pick("opening_share"),
-                note=quoted("top_opening"),
-                warning=opening_warning,
+                "top_opening",
+                t.opening_share,
+                "share of answers opening with the most common 3 words",
+                "Collapse",
+                "the model may answer many prompts with the same boilerplate.",
             ),
-            Row(
-                "share of answers containing the most common 3 words anywhere",
+            self._share_row(
                 "phrase_share",
-                *pick("phrase_share"),
-                note=quoted("top_phrase"),
-                warning=phrase_warning,
+                "top_phrase",
+                t.phrase_share,
+                "share of answers containing the most common 3 words anywhere",
+                "Stock phrase",
+                "the model puts the same words into answers on any topic. Read the answers.",
             ),
             Row("distinct-1 over all answers", "distinct_1", *pick("distinct_1")),
             Row("distinct-2 over all answers", "distinct_2", *pick("distinct_2"), warning=distinct_warning),
