@@ -2,15 +2,17 @@
 
 One round r, in `<run>/round_<r>/`:
 1. **sample**: `online.sampling.samples_per_prompt` answers to each of the round's prompts (a seeded choice of the
-   training prompts) from the current policy, batched with the KV cache -> `samples.jsonl`;
+   training prompts) from the current policy, batched with the KV cache, or by vLLM on a GPU
+   (`online.sampling.backend`, online_samplers) -> `samples.jsonl`;
 2. **score**: the judge (`judge=`: a reward model, `auto`, or the LLM judge) scores every answer -> `scores.jsonl`;
 3. **pairs**: best against worst answer per prompt (`online.pairs.min_gap`; ties give none) -> `pairs.jsonl`, in the
    format `data=jsonl` reads (with the scores), so any round can be replayed offline;
 4. **train**: DPO (the configured loss, model, peft, trainer) on those pairs -> `train/` (a train.py run), starting
    from the previous round's policy; the reference is the initial policy or the previous round's
    (`online.reference=initial|previous`);
-5. **evaluate**: the full evaluation of `train/` against the initial policy on the held-out pairs, judged by
-   `eval_judge` (keep it one the loop does not train on) -> `eval/`, and one row of `rounds.{csv,md,png}`.
+5. **evaluate**: the full evaluation of `train/` against base (the initial policy, or `online.eval.base_model`) on
+   the held-out pairs, judged by `eval_judge` (keep it one the loop does not train on) -> `eval/`, and one row of
+   `rounds.{csv,md,png}`.
 
 Resumable at round and step granularity: every phase's output is written as it goes (sampling and scoring chunk by
 chunk, training with its checkpoints) and skipped once complete. SIGTERM, SIGUSR1 or SIGUSR2 stop the run after the
@@ -23,7 +25,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.preemption import Preempted
-from .online_pairs import PairRule, Sampling, build_pairs, read_lines, sample_answers, score_answers
+from .models.loading import run_final_model
+from .online_pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
+from .online_samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
 from .tables import write_table
 from .training import save_config, train
 
@@ -83,7 +86,7 @@ class Loop:
     def __init__(self, cfg: DictConfig, out: Path, stopper: Stopper) -> None:
         self.cfg, self.out, self.stopper = cfg, out, stopper
         online = cfg.online
-        self.sampling = Sampling(**online.sampling)
+        self.sampling = Sampling(**OmegaConf.to_container(online.sampling, resolve=True))
         self.rule = PairRule(**online.pairs)
         if online.reference not in ("initial", "previous"):
             raise ValueError(f"online.reference must be initial or previous, got {online.reference!r}")
@@ -148,21 +151,20 @@ class Loop:
         chosen = self.round_prompts(r, len(prompts))
         asked, asked_ids = [prompts[i] for i in chosen], [prompt_ids[i] for i in chosen]
         if not (rdir / "pairs.jsonl").is_file():
-            policy = initial.model if r == 0 else instantiate(self.cfg.model, init_from=str(self.previous(r))).model
-            policy = policy.to(self.device)
-            sample_answers(
-                policy,
-                initial.tokenizer,
-                asked,
-                asked_ids,
-                self.sampling,
-                rdir / "samples.jsonl",
-                self.seed(r),
-                self.device,
-                self.chunk_hook("sample", r, rdir),
-            )
-            if r > 0:
-                del policy
+            if len(read_lines(rdir / "samples.jsonl")) < len(asked):
+                sampler = self.sampler(r, initial)
+                try:
+                    sample_answers(
+                        sampler,
+                        asked,
+                        asked_ids,
+                        self.sampling,
+                        rdir / "samples.jsonl",
+                        self.seed(r),
+                        self.chunk_hook("sample", r, rdir),
+                    )
+                finally:
+                    sampler.close()
             samples = read_lines(rdir / "samples.jsonl")
             scores = score_answers(
                 judge,
@@ -186,6 +188,19 @@ class Loop:
         evaluate(self.eval_config(rdir))
         self.stopper.check(f"after evaluating round {r}", self.out)
         return round_row(r, rdir)
+
+    def sampler(self, r: int, initial: Any) -> HFSampler | VLLMSampler:
+        """Round r's sampler over its policy: the initial one, or the previous round's final policy."""
+        if chosen_backend(self.sampling.backend) == "hf":
+            policy = initial.model if r == 0 else instantiate(self.cfg.model, init_from=str(self.previous(r))).model
+            return HFSampler(policy.to(self.device), initial.tokenizer, self.sampling, self.device)
+        if r > 0:
+            folder = run_final_model(str(self.previous(r)))
+        elif self.cfg.model.get("init_from"):
+            folder = run_final_model(self.cfg.model.init_from)
+        else:
+            folder = save_policy(initial.model, initial.tokenizer, self.out / "initial_policy")
+        return VLLMSampler(folder, self.sampling, self.seed(r), self.sampling.vllm)
 
     def round_prompts(self, r: int, n: int) -> list[int]:
         """The round's prompts: a seeded choice of `online.prompts_per_round` (all of them when null), in order."""
@@ -315,15 +330,9 @@ def write_rounds(out: Path, rows: list[dict[str, Any]]) -> None:
         high = [row["win_high"] - row["win_rate"] for row in rows]
         left.errorbar(x, [row["win_rate"] for row in rows], yerr=[low, high], marker="o", capsize=4)
     left.axhline(0.5, color="black", lw=1, ls="--")
-    left.set(xlabel="round", ylabel="win rate over the initial policy", ylim=(0, 1), xticks=x)
+    left.set(xlabel="round", ylabel="win rate over base", ylim=(0, 1), xticks=x)
     right.plot(x, [row["kl_per_token"] for row in rows], marker="o")
     right.set(xlabel="round", ylabel="KL(policy || initial) per token", xticks=x)
     fig.tight_layout()
     fig.savefig(out / "rounds.png", dpi=110)
     plt.close(fig)
-
-
-def atomic_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    os.replace(tmp, path)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .evaluation.generation import generate
+from .online_samplers import BACKENDS
 
 
 @dataclass
@@ -27,6 +26,8 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 64
     batch_size: int = 16  # generated rows per chunk (a chunk is the unit of resume)
+    backend: str = "hf"  # hf | vllm | auto (online_samplers)
+    vllm: dict = field(default_factory=dict)  # vllm.LLM's engine arguments, for backend vllm
 
     @property
     def prompts_per_chunk(self) -> int:
@@ -35,6 +36,8 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.samples_per_prompt < 2:
             raise ValueError(f"online.sampling.samples_per_prompt must be >= 2 (a pair), got {self.samples_per_prompt}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"online.sampling.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
 
 @dataclass
@@ -72,6 +75,12 @@ def append_lines(path: Path, rows: list[dict[str, Any]]) -> None:
         f.flush()
 
 
+def atomic_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    os.replace(tmp, path)
+
+
 def chunks(total: int, size: int, done: int) -> Iterator[tuple[int, int]]:
     """(start, stop) of the chunks of `size` rows after the `done` rows already written."""
     for start in range(done, total, size):
@@ -79,43 +88,21 @@ def chunks(total: int, size: int, done: int) -> Iterator[tuple[int, int]]:
 
 
 def sample_answers(
-    policy: torch.nn.Module,
-    tokenizer: Any,
+    sampler: Callable[[list[list[int]], int], list[list[str]]],
     prompts: list[Any],
     prompt_ids: list[list[int]],
     sampling: Sampling,
     out: Path,
     seed: int,
-    device: torch.device,
     on_chunk: Callable[[int], None] = lambda index: None,
 ) -> list[list[str]]:
-    """K answers per prompt (`out`: samples.jsonl, one line per prompt), from the rows already there onwards. A chunk
-    is `batch_size // K` prompts, seeded by its first prompt's index."""
-    k = sampling.samples_per_prompt
-    per_chunk = sampling.prompts_per_chunk
+    """K answers per prompt (`out`: samples.jsonl, one line per prompt) from `sampler` (online_samplers: the policy
+    in memory, or vLLM), from the rows already there onwards. A chunk is `batch_size // K` prompts, seeded by its
+    first prompt's index."""
     done = len(read_lines(out))
-    for index, (start, stop) in enumerate(chunks(len(prompts), per_chunk, done)):
-        rows = [ids for ids in prompt_ids[start:stop] for _ in range(k)]
-        generated = generate(
-            policy,
-            tokenizer,
-            rows,
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=True,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            seed=seed + start,
-            batch_size=len(rows),
-            device=device,
-        )
-        texts = generated.texts
-        append_lines(
-            out,
-            [
-                {"prompt": prompts[i], "answers": texts[(i - start) * k : (i - start + 1) * k]}
-                for i in range(start, stop)
-            ],
-        )
+    for index, (start, stop) in enumerate(chunks(len(prompts), sampling.prompts_per_chunk, done)):
+        answers = sampler(prompt_ids[start:stop], seed + start)
+        append_lines(out, [{"prompt": prompts[i], "answers": answers[i - start]} for i in range(start, stop)])
         on_chunk(index)
     return [row["answers"] for row in read_lines(out)]
 

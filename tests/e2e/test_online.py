@@ -34,8 +34,9 @@ ONLINE = [
 ]
 
 
-def online_process(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
+def online_process(*args: str, paths: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
+    path = os.pathsep.join([*paths, HERE, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, **env}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -119,3 +120,34 @@ def test_sigterm_in_each_phase_resumes_to_the_same_pairs_and_metrics(straight, t
         if not key.startswith(("train/step_seconds", "train/tokens_per_second", "train/peak_memory")):
             assert b[key] == pytest.approx(value, abs=1e-5), key
     assert (run / "rounds.csv").read_text() == (straight / "rounds.csv").read_text()
+
+
+def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(tmp_path):
+    """online.sampling.backend=vllm, with a stand-in for vLLM's API (tests/e2e/fake_vllm: it loads the folder it is
+    given with transformers): round 0 samples from the initial policy saved as a folder, round 1 from round 0's
+    final policy, in chunks of batch_size / K prompts with K answers each, seeded per chunk."""
+    run, log = tmp_path / "run", tmp_path / "vllm.jsonl"
+    proc = online_process(
+        *ONLINE,
+        "online.sampling.backend=vllm",
+        "online.sampling.vllm.gpu_memory_utilization=0.2",
+        f"hydra.run.dir={run}",
+        paths=(os.path.join(HERE, "fake_vllm"),),
+        FAKE_VLLM_LOG=str(log),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    engines = [c for c in calls if "engine" in c]
+    assert [e["engine"] for e in engines] == [str(run / "initial_policy"), str(run / "round_0" / "train" / "final")]
+    assert all(e["args"] == {"gpu_memory_utilization": 0.2} for e in engines)
+    assert engines[0]["seed"] != engines[1]["seed"]
+    requests = [c for c in calls if "prompts" in c]
+    assert [r["prompts"] for r in requests] == [2, 2, 2, 2]  # 2 rounds x 2 chunks of 2 prompts
+    params = {(r["params"]["n"], r["params"]["temperature"], r["params"]["max_tokens"]) for r in requests}
+    assert params == {(2, 1.0, 8)}
+    seeds = [r["params"]["seed"] for r in requests]
+    assert seeds[1] == seeds[0] + 2 and seeds[3] == seeds[2] + 2 and seeds[2] != seeds[0]  # seeded by chunk
+    for r in (0, 1):
+        samples = [json.loads(line) for line in (run / f"round_{r}" / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 4 and all(len(s["answers"]) == 2 for s in samples)
+        assert (run / f"round_{r}" / "eval" / "metrics.json").is_file()

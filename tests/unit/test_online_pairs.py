@@ -10,8 +10,8 @@ import torch
 
 from dpo_lightning.data import PreferenceFormat, preference_data, read_json_rows
 from dpo_lightning.evaluation.judge import Comparison
-from dpo_lightning.online import atomic_lines
-from dpo_lightning.online_pairs import PairRule, Sampling, _score, build_pairs
+from dpo_lightning.online_pairs import PairRule, Sampling, _score, atomic_lines, build_pairs
+from dpo_lightning.online_samplers import chosen_backend
 
 SAMPLES = [
     {"prompt": "q1", "answers": ["a", "b", "c", "d"]},
@@ -76,3 +76,12 @@ def test_the_rounds_pairs_are_read_back_by_data_jsonl(tmp_path, tokenizer):
     )
     data.setup()
     assert len(data.train_tokens) == len(data.val_tokens) == 3
+
+
+def test_the_sampling_backend_is_checked_and_vllm_is_never_required(monkeypatch):
+    with pytest.raises(ValueError, match="backend must be one of hf, vllm, auto"):
+        Sampling(backend="sglang")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "vllm" else object())
+    assert chosen_backend("auto") == "hf" and chosen_backend("hf") == "hf"
+    with pytest.raises(ImportError, match="backend=vllm: vllm is not installed"):
+        chosen_backend("vllm")
