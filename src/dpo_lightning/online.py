@@ -35,7 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.preemption import Preempted
-from .models.loading import run_final_model
+from .models.loading import resolve_name_or_path, run_final_model
 from .online_pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
 from .online_samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
 from .tables import write_table
@@ -198,7 +198,9 @@ class Loop:
             folder = run_final_model(str(self.previous(r)))
         elif self.cfg.model.get("init_from"):
             folder = run_final_model(self.cfg.model.init_from)
-        else:
+        elif self.cfg.model.get("name_or_path"):  # a hub id (vLLM downloads it) or a local folder
+            folder = resolve_name_or_path(self.cfg.model.name_or_path, self.cfg.model.get("cache_dir"))
+        else:  # a random-init model: saved once
             folder = save_policy(initial.model, initial.tokenizer, self.out / "initial_policy")
         return VLLMSampler(folder, self.sampling, self.seed(r), self.sampling.vllm)
 
