@@ -35,10 +35,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.preemption import Preempted
+from .evaluation.head_to_head import head_to_head
 from .models.loading import resolve_name_or_path, run_final_model
 from .online_pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
 from .online_samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
-from .tables import write_table
+from .online_table import HEAD_TO_HEAD, round_row, write_rounds
 from .training import save_config, train
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class Loop:
         rdir = self.out / f"round_{r}"
         rdir.mkdir(exist_ok=True)
         if (rdir / "eval" / "metrics.json").is_file():
+            self.compare(rdir)
             return round_row(r, rdir)
         chosen = self.round_prompts(r, len(prompts))
         asked, asked_ids = [prompts[i] for i in chosen], [prompt_ids[i] for i in chosen]
@@ -187,7 +189,23 @@ class Loop:
 
         evaluate(self.eval_config(rdir))
         self.stopper.check(f"after evaluating round {r}", self.out)
+        self.compare(rdir)
         return round_row(r, rdir)
+
+    def compare(self, rdir: Path) -> None:
+        """`online.compare_to` (a run, e.g. offline DPO at the same pairs, evaluated on the same held-out prompts):
+        the round's greedy answers judged against its answers by the evaluation's judge -> eval/head_to_head.json."""
+        target, out = self.cfg.online.get("compare_to"), rdir / "eval" / HEAD_TO_HEAD
+        if not target or out.is_file():
+            return
+        if self.eval_judge is None:
+            raise ValueError("online.compare_to needs an evaluation judge (eval_judge=auto, reward or llm)")
+        other = Path(str(target)).expanduser()
+        other = other / "eval" if (other / "eval" / "generations.jsonl").is_file() else other
+        judge = instantiate(self.eval_judge)(device=self.device, batch_size=self.sampling.batch_size)
+        result = head_to_head(rdir / "eval", other, judge, seed=int(self.cfg.seed))
+        out.write_text(json.dumps(result, indent=2))
+        log.info("%s: head to head against %s: win rate %.2f", rdir.name, other, result["win_rate"])
 
     def sampler(self, r: int, initial: Any) -> HFSampler | VLLMSampler:
         """Round r's sampler over its policy: the initial one, or the previous round's final policy."""
@@ -279,62 +297,3 @@ ROUND_DATA_KEYS = (
     "seed",
     "split_seed",
 )
-TABLE = [
-    "round",
-    "pairs",
-    "win_rate",
-    "win_low",
-    "win_high",
-    "win_rate_vs_reference",
-    "judge_accuracy",
-    "kl_per_token",
-    "opening_share",
-    "phrase_share",
-    "distinct_2",
-    "logp_chosen_change",
-    "warnings",
-]
-
-
-def round_row(r: int, rdir: Path) -> dict[str, Any]:
-    ev = json.loads((rdir / "eval" / "metrics.json").read_text())
-    judge = ev.get("judge") or {}
-    greedy = judge.get("greedy") or {}
-    return {
-        "round": r,
-        "pairs": len(read_lines(rdir / "pairs.jsonl")),
-        "win_rate": greedy.get("win_rate"),
-        "win_low": greedy.get("ci_low"),
-        "win_high": greedy.get("ci_high"),
-        "win_rate_vs_reference": ((judge.get("reference") or {}).get("dpo") or {}).get("win_rate"),
-        "judge_accuracy": (judge.get("accuracy_on_pairs") or {}).get("value"),
-        "kl_per_token": ev["kl"]["kl_per_token"],
-        "opening_share": ev["diversity"]["dpo"]["opening_share"]["value"],
-        "phrase_share": ev["diversity"]["dpo"].get("phrase_share", {}).get("value"),
-        "distinct_2": ev["diversity"]["dpo"]["distinct_2"]["value"],
-        "logp_chosen_change": ev["displacement"]["chosen"]["change"]["value"],
-        "warnings": len(ev.get("warnings") or []),
-    }
-
-
-def write_rounds(out: Path, rows: list[dict[str, Any]]) -> None:
-    """rounds.csv, rounds.md and rounds.png: the per-round evaluation (win rate over the initial policy, KL, ...)."""
-    write_table(rows, TABLE, out / "rounds", digits=3)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    x = [row["round"] for row in rows]
-    if all(row["win_rate"] is not None for row in rows):
-        low = [row["win_rate"] - row["win_low"] for row in rows]
-        high = [row["win_high"] - row["win_rate"] for row in rows]
-        left.errorbar(x, [row["win_rate"] for row in rows], yerr=[low, high], marker="o", capsize=4)
-    left.axhline(0.5, color="black", lw=1, ls="--")
-    left.set(xlabel="round", ylabel="win rate over base", ylim=(0, 1), xticks=x)
-    right.plot(x, [row["kl_per_token"] for row in rows], marker="o")
-    right.set(xlabel="round", ylabel="KL(policy || initial) per token", xticks=x)
-    fig.tight_layout()
-    fig.savefig(out / "rounds.png", dpi=110)
-    plt.close(fig)

@@ -122,15 +122,17 @@ def test_sigterm_in_each_phase_resumes_to_the_same_pairs_and_metrics(straight, t
     assert (run / "rounds.csv").read_text() == (straight / "rounds.csv").read_text()
 
 
-def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(tmp_path):
+def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(straight, tmp_path):
     """online.sampling.backend=vllm, with a stand-in for vLLM's API (tests/e2e/fake_vllm: it loads the folder it is
     given with transformers): round 0 samples from the initial policy saved as a folder, round 1 from round 0's
-    final policy, in chunks of batch_size / K prompts with K answers each, seeded per chunk."""
+    final policy, in chunks of batch_size / K prompts with K answers each, seeded per chunk. With
+    online.compare_to, each round's answers are also judged head to head against another run's (the hf run's)."""
     run, log = tmp_path / "run", tmp_path / "vllm.jsonl"
     proc = online_process(
         *ONLINE,
         "online.sampling.backend=vllm",
         "online.sampling.vllm.gpu_memory_utilization=0.2",
+        f"online.compare_to={straight / 'round_1'}",
         f"hydra.run.dir={run}",
         paths=(os.path.join(HERE, "fake_vllm"),),
         FAKE_VLLM_LOG=str(log),
@@ -150,4 +152,8 @@ def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(tmp_
     for r in (0, 1):
         samples = [json.loads(line) for line in (run / f"round_{r}" / "samples.jsonl").read_text().splitlines()]
         assert len(samples) == 4 and all(len(s["answers"]) == 2 for s in samples)
-        assert (run / f"round_{r}" / "eval" / "metrics.json").is_file()
+        h2h = json.loads((run / f"round_{r}" / "eval" / "head_to_head.json").read_text())
+        assert h2h["second"] == str(straight / "round_1" / "eval") and h2h["wins"] + h2h["ties"] + h2h["losses"] == 3
+    with open(run / "rounds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[1]["head_to_head"]) == pytest.approx(h2h["win_rate"])  # round 1's, in the rounds table

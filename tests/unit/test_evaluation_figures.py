@@ -274,3 +274,21 @@ def test_blind_reading_sheet_hides_the_sides_and_scores_against_the_key(tmp_path
     with pytest.raises(ValueError, match="expected 8 verdicts"):
         score(tmp_path, tmp_path / "v.txt")
     assert "reference answer: r" in write_sheet(tmp_path, reference=True).read_text()
+
+
+def test_a_blind_sheet_against_another_evaluation_pairs_their_answers(tmp_path):
+    import json
+    import re
+
+    from dpo_lightning.evaluation.blind import score, write_sheet
+
+    for name, word in (("online", "on"), ("offline", "off")):
+        rows = [{"prompt": f"q{i}", "dpo_greedy": f"{word} {i}"} for i in range(6)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sheet = write_sheet(tmp_path / "online", seed=1, against=tmp_path / "offline").read_text()
+    pairs = re.findall(r"\nA: (on|off) (\d)\n\nB: (on|off) (\d)\n", sheet)
+    assert len(pairs) == 6 and all(a != b and i == j for a, i, b, j in pairs)  # prompt by prompt, shuffled sides
+    (tmp_path / "v.txt").write_text(" ".join("A" if a == "on" else "B" for a, *_ in pairs))
+    result = score(tmp_path / "online", tmp_path / "v.txt")
+    assert result["wins"] == 6 and result["second"] == f"{tmp_path / 'offline'}:dpo_greedy"

@@ -3,6 +3,7 @@ without knowing which side is which; then the verdicts scored against the hidden
 
     python -m dpo_lightning.evaluation.blind <run>/eval                 # writes blind.md and blind_key.json
     python -m dpo_lightning.evaluation.blind <run>/eval --score verdicts.txt
+    python -m dpo_lightning.evaluation.blind <run A>/eval --against <run B>/eval   # two trained models, head to head
 
 `blind.md` lists every prompt with answers A and B (and, with `--reference`, the held-out reference answer, shown as
 such). The reader writes one verdict per prompt, in order, into a text file: `A`, `B` or `T` (tie), separated by
@@ -17,21 +18,34 @@ import json
 import random
 from pathlib import Path
 
+from .head_to_head import paired_answers, read_generations
 from .intervals import wilson
 
 KEY_FILE, SHEET_FILE = "blind_key.json", "blind.md"
 
 
 def write_sheet(
-    eval_dir: Path, first: str = "dpo_greedy", second: str = "base_greedy", seed: int = 0, reference: bool = False
+    eval_dir: Path,
+    first: str = "dpo_greedy",
+    second: str = "base_greedy",
+    seed: int = 0,
+    reference: bool = False,
+    against: Path | None = None,
 ) -> Path:
-    """blind.md (prompts with answers A/B in a seeded random order) and blind_key.json (which side is `first`)."""
-    rows = [json.loads(line) for line in (eval_dir / "generations.jsonl").read_text().splitlines() if line.strip()]
+    """blind.md (prompts with answers A/B in a seeded random order) and blind_key.json (which side is `first`).
+    With `against` (another evaluation on the same prompts), the second answers are its own `first` field: two
+    trained models' answers of the same kind, head to head."""
+    rows = read_generations(eval_dir)
+    if against is None:
+        firsts, seconds = [row[first] for row in rows], [row[second] for row in rows]
+    else:
+        _, firsts, seconds = paired_answers(eval_dir, against, first)
+        second = f"{against}:{first}"
     rng = random.Random(seed)
     key, parts = [], []
     for i, row in enumerate(rows):
         swap = rng.random() < 0.5
-        a, b = (row[second], row[first]) if swap else (row[first], row[second])
+        a, b = (seconds[i], firsts[i]) if swap else (firsts[i], seconds[i])
         key.append("B" if swap else "A")
         ref = f"(reference answer: {row.get('reference', '')})\n\n" if reference else ""
         parts.append(f"## {i}\nQ: {row['prompt']}\n\n{ref}A: {a}\n\nB: {b}\n")
@@ -64,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("eval_dir", type=Path, help="an evaluation's output folder (holding generations.jsonl)")
     p.add_argument("--first", default="dpo_greedy", help="generations.jsonl field of the model scored")
     p.add_argument("--second", default="base_greedy", help="... and of the model it is compared with")
+    p.add_argument("--against", type=Path, help="another evaluation on the same prompts: its --first answers are B's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", action="store_true", help="show the held-out reference answer with each prompt")
     p.add_argument("--score", type=Path, help="a file of verdicts (A/B/T per prompt) to score against the key")
@@ -73,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['first']} over {r['second']}: {r['wins']}/{r['ties']}/{r['losses']} (W/T/L), "
               f"win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
     else:
-        print(write_sheet(args.eval_dir, args.first, args.second, args.seed, args.reference))
+        print(write_sheet(args.eval_dir, args.first, args.second, args.seed, args.reference, args.against))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
     generations = [
         {
             "prompt": prompt_text(held_out.pairs[i]),
+            **({"prompt_turns": held_out.pairs[i].prompt} if not isinstance(held_out.pairs[i].prompt, str) else {}),
             **{
                 f"{name}_{kind}": getattr(s, kind).texts[j]
                 for kind in ("greedy", "sampled")

@@ -1,0 +1,92 @@
+"""Two evaluations' answers to the same held-out prompts, judged against each other: the direct comparison of two
+trained models (online against offline DPO, one recipe against another), where each evaluation alone only says how
+often its model beats its own base.
+
+    python -m dpo_lightning.evaluation.head_to_head <run A>/eval <run B>/eval        # greedy answers, A's judge
+    python -m dpo_lightning.evaluation.head_to_head <A>/eval <B>/eval --judge <reward model folder> --field dpo_sampled
+
+The judge is the reward model A's evaluation used (its metrics.json names it) unless `--judge` gives another. The
+prompts must be the same, in the same order (the same held-out data and `generation.num_prompts`); a row that
+differs is named. Prints A's wins, ties and losses against B and its win rate (a tie counting half) with a Wilson
+interval, and each side's mean reward with a BCa interval; `--out` also writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .judge import RewardJudge, win_rate
+
+GENERATIONS = "generations.jsonl"
+
+
+def read_generations(eval_dir: Path) -> list[dict[str, Any]]:
+    path = Path(eval_dir) / GENERATIONS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no generations; give an evaluation's output folder (<run>/eval)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def paired_answers(first: Path, second: Path, field: str) -> tuple[list[Any], list[str], list[str]]:
+    """The prompts (as the model saw them: chat turns where the evaluation recorded them) and each side's `field`."""
+    a, b = read_generations(first), read_generations(second)
+    if len(a) != len(b):
+        raise ValueError(f"{first}/{GENERATIONS} has {len(a)} prompts, {second}/{GENERATIONS} {len(b)}: not the same")
+    for line, (x, y) in enumerate(zip(a, b), start=1):
+        if x["prompt"] != y["prompt"]:
+            raise ValueError(f"{second}/{GENERATIONS} line {line}: prompt {y['prompt'][:60]!r} is not {first}'s")
+        for row, where in ((x, first), (y, second)):
+            if field not in row:
+                raise ValueError(f"{where}/{GENERATIONS} line {line}: no field {field!r}")
+    prompts = [x.get("prompt_turns") or y.get("prompt_turns") or x["prompt"] for x, y in zip(a, b)]
+    return prompts, [x[field] for x in a], [y[field] for y in b]
+
+
+def evaluation_judge(eval_dir: Path) -> str:
+    """The reward model an evaluation was judged by (from its metrics.json)."""
+    judge = json.loads((Path(eval_dir) / "metrics.json").read_text()).get("judge") or {}
+    if judge.get("kind") != "reward model":
+        raise ValueError(f"{eval_dir}/metrics.json: its judge is not a reward model folder; give --judge <folder>")
+    return judge["model"]
+
+
+def head_to_head(
+    first: Path,
+    second: Path,
+    judge: Any,
+    field: str = "dpo_greedy",
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`first`'s answers against `second`'s, prompt by prompt, by `judge` (anything with `compare`)."""
+    prompts, a, b = paired_answers(Path(first), Path(second), field)
+    result = win_rate(judge.compare(prompts, a, b), resamples, confidence, seed, names=("first", "second"))
+    return {"first": str(first), "second": str(second), "field": field, "judge": getattr(judge, "name", ""), **result}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("first", type=Path, help="an evaluation's output folder (<run>/eval): the model scored")
+    p.add_argument("second", type=Path, help="... and the one it is judged against, on the same prompts")
+    p.add_argument("--judge", help="a reward model folder (default: the judge of the first evaluation)")
+    p.add_argument("--field", default="dpo_greedy", help="the generations.jsonl field compared (e.g. dpo_sampled)")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--out", type=Path, help="also write the result here as JSON")
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    judge = RewardJudge(args.judge or evaluation_judge(args.first), device=device)
+    r = head_to_head(args.first, args.second, judge, args.field, args.confidence)
+    print(f"{args.first} over {args.second} ({args.field}, judge {r['judge']}): {r['wins']}/{r['ties']}/{r['losses']}"
+          f" (W/T/L), win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps(r, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Two evaluations' answers judged head to head: pairing by prompt, hand-computed wins, and bad input named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dpo_lightning.evaluation.head_to_head import head_to_head, paired_answers
+from dpo_lightning.evaluation.judge import Comparison, outcomes_from_scores
+
+
+def write_eval(folder, rows):
+    folder.mkdir(parents=True)
+    (folder / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+class LengthJudge:  # scores an answer by its length: the longer answer wins, equal lengths tie
+    name = "length"
+
+    def compare(self, prompts, first, second):
+        self.prompts = prompts
+        a = torch.tensor([float(len(x)) for x in first], dtype=torch.float64)
+        b = torch.tensor([float(len(x)) for x in second], dtype=torch.float64)
+        return Comparison(outcomes_from_scores(a, b), a, b)
+
+
+def test_first_against_second_prompt_by_prompt(tmp_path):
+    turns = [{"role": "user", "content": "q2"}]
+    a = write_eval(tmp_path / "a", [
+        {"prompt": "q1", "dpo_greedy": "long answer"},
+        {"prompt": "q2", "prompt_turns": turns, "dpo_greedy": "ab"},
+        {"prompt": "q3", "dpo_greedy": "same"},
+        {"prompt": "q4", "dpo_greedy": "x"},
+    ])  # fmt: skip
+    b = write_eval(tmp_path / "b", [
+        {"prompt": "q1", "dpo_greedy": "short"},
+        {"prompt": "q2", "dpo_greedy": "abc"},
+        {"prompt": "q3", "dpo_greedy": "samE"},
+        {"prompt": "q4", "dpo_greedy": "yy"},
+    ])  # fmt: skip
+    judge = LengthJudge()
+    r = head_to_head(a, b, judge, resamples=200)
+    # q1 won, q2 lost, q3 tied, q4 lost: (1 + 0.5) / 4
+    assert (r["wins"], r["ties"], r["losses"]) == (1, 1, 2) and r["win_rate"] == pytest.approx(0.375)
+    assert r["ci_low"] < 0.375 < r["ci_high"] and r["reward_first"]["value"] == pytest.approx((11 + 2 + 4 + 1) / 4)
+    assert judge.prompts == ["q1", turns, "q3", "q4"]  # the chat turns the model saw, where they were recorded
+
+
+def test_different_prompts_or_a_missing_field_are_named(tmp_path):
+    a = write_eval(tmp_path / "a", [{"prompt": "q1", "dpo_greedy": "x"}, {"prompt": "q2", "dpo_greedy": "y"}])
+    b = write_eval(tmp_path / "b", [{"prompt": "q1", "dpo_greedy": "x"}, {"prompt": "other", "dpo_greedy": "y"}])
+    with pytest.raises(ValueError, match=r"b/generations.jsonl line 2: prompt 'other'"):
+        paired_answers(a, b, "dpo_greedy")
+    with pytest.raises(ValueError, match=r"a/generations.jsonl line 1: no field 'dpo_sampled'"):
+        paired_answers(a, a, "dpo_sampled")
+    c = write_eval(tmp_path / "c", [{"prompt": "q1", "dpo_greedy": "x"}])
+    with pytest.raises(ValueError, match="has 2 prompts"):
+        paired_answers(a, c, "dpo_greedy")
+    with pytest.raises(FileNotFoundError, match="no generations"):
+        paired_answers(tmp_path / "missing", a, "dpo_greedy")
