@@ -5,8 +5,9 @@ One round r, in `<run>/round_<r>/`:
    training prompts) from the current policy, batched with the KV cache, or by vLLM on a GPU
    (`online.sampling.backend`, online_samplers) -> `samples.jsonl`;
 2. **score**: the judge (`judge=`: a reward model, `auto`, or the LLM judge) scores every answer -> `scores.jsonl`;
-3. **pairs**: best against worst answer per prompt (`online.pairs.min_gap`; ties give none) -> `pairs.jsonl`, in the
-   format `data=jsonl` reads (with the scores), so any round can be replayed offline;
+3. **pairs**: best against worst answer per prompt (`online.pairs.min_gap`; ties give none; with
+   `online.pairs.data_chosen` the data's chosen answer is ranked too) -> `pairs.jsonl`, in the format `data=jsonl`
+   reads (with the scores), so any round can be replayed offline;
 4. **train**: DPO (the configured loss, model, peft, trainer) on those pairs -> `train/` (a train.py run), starting
    from the previous round's policy; the reference is the initial policy or the previous round's
    (`online.reference=initial|previous`);
@@ -36,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.preemption import Preempted
 from .evaluation.head_to_head import head_to_head
+from .evaluation.judge import as_text
 from .models.loading import resolve_name_or_path, run_final_model
 from .online_pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
 from .online_samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
@@ -83,6 +85,10 @@ def train_online(cfg: DictConfig) -> dict[str, float]:
         stopper.restore()
 
 
+def key(prompt: Any) -> str:
+    return json.dumps(prompt, sort_keys=True)
+
+
 class Loop:
     def __init__(self, cfg: DictConfig, out: Path, stopper: Stopper) -> None:
         self.cfg, self.out, self.stopper = cfg, out, stopper
@@ -111,11 +117,10 @@ class Loop:
         round validates on, in the format data=jsonl reads)."""
         data = instantiate(self.cfg.data, tokenizer=tokenizer, report_path=None)
         data.setup()
-        seen, prompts, ids = set(), [], []
+        prompts, ids, self.data_answers = [], [], {}
         for pair, tokens in zip(data.train_pairs, data.train_tokens):
-            key = json.dumps(pair.prompt, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
+            if key(pair.prompt) not in self.data_answers:  # a prompt's first pair gives its data answer
+                self.data_answers[key(pair.prompt)] = as_text(pair.chosen)
                 prompts.append(pair.prompt)
                 ids.append(tokens.prompt)
         val = self.out / "val.jsonl"
@@ -167,7 +172,8 @@ class Loop:
                     )
                 finally:
                     sampler.close()
-            samples = read_lines(rdir / "samples.jsonl")
+            sampled = read_lines(rdir / "samples.jsonl")
+            samples = [self.rule.candidates(s, self.data_answers.get(key(s["prompt"]))) for s in sampled]
             scores = score_answers(
                 judge,
                 samples,

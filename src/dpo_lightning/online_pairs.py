@@ -43,11 +43,25 @@ class Sampling:
 @dataclass
 class PairRule:
     """`online.pairs`: best against worst answer of each prompt (as RLHFlow's iterative DPO), kept when their scores
-    differ by more than `min_gap`; a prompt whose answers all tie (or are all the same text) gives no pair."""
+    differ by more than `min_gap`; a prompt whose answers all tie (or are all the same text) gives no pair. With
+    `data_chosen`, the data's chosen answer to the prompt is ranked among the policy's answers: a pair may then set
+    the data's answer against the policy's worst (as SPIN pairs them), and says where each side came from."""
 
     min_gap: float = 0.0
+    data_chosen: bool = False
 
-    def build(self, prompt: Any, answers: list[str], scores: list[float]) -> dict[str, Any] | None:
+    def candidates(self, sample: dict[str, Any], data_answer: str | None) -> dict[str, Any]:
+        """The answers the judge ranks: the policy's, and with `data_chosen` the data's chosen answer last."""
+        if not self.data_chosen:
+            return sample
+        if data_answer is None:
+            raise ValueError(f"online.pairs.data_chosen: no chosen answer in the data for prompt {sample['prompt']!r}")
+        k = len(sample["answers"])
+        return {**sample, "answers": [*sample["answers"], data_answer], "sources": ["policy"] * k + ["data"]}
+
+    def build(
+        self, prompt: Any, answers: list[str], scores: list[float], sources: list[str] | None = None
+    ) -> dict[str, Any] | None:
         best = max(range(len(answers)), key=lambda i: (scores[i], -i))
         worst = min(range(len(answers)), key=lambda i: (scores[i], i))
         if scores[best] - scores[worst] <= self.min_gap or answers[best].strip() == answers[worst].strip():
@@ -60,6 +74,7 @@ class PairRule:
             "rejected": wrap(answers[worst]),
             "chosen_score": scores[best],
             "rejected_score": scores[worst],
+            **({"chosen_source": sources[best], "rejected_source": sources[worst]} if sources else {}),
         }
 
 
@@ -154,7 +169,7 @@ def build_pairs(samples: list[dict[str, Any]], scores: list[list[float]], rule: 
     for sample, prompt_scores in zip(samples, scores):
         if any(not math.isfinite(x) for x in prompt_scores):
             continue
-        pair = rule.build(sample["prompt"], sample["answers"], prompt_scores)
+        pair = rule.build(sample["prompt"], sample["answers"], prompt_scores, sample.get("sources"))
         if pair is not None:
             pairs.append(pair)
     return pairs

@@ -126,13 +126,15 @@ def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(stra
     """online.sampling.backend=vllm, with a stand-in for vLLM's API (tests/e2e/fake_vllm: it loads the folder it is
     given with transformers): round 0 samples from the initial policy saved as a folder, round 1 from round 0's
     final policy, in chunks of batch_size / K prompts with K answers each, seeded per chunk. With
-    online.compare_to, each round's answers are also judged head to head against another run's (the hf run's)."""
+    online.compare_to, each round's answers are also judged head to head against another run's (the hf run's); with
+    online.pairs.data_chosen, the data's chosen answer is ranked with the samples."""
     run, log = tmp_path / "run", tmp_path / "vllm.jsonl"
     proc = online_process(
         *ONLINE,
         "online.sampling.backend=vllm",
         "online.sampling.vllm.gpu_memory_utilization=0.2",
         f"online.compare_to={straight / 'round_1'}",
+        "online.pairs.data_chosen=true",
         f"hydra.run.dir={run}",
         paths=(os.path.join(HERE, "fake_vllm"),),
         FAKE_VLLM_LOG=str(log),
@@ -152,6 +154,10 @@ def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(stra
     for r in (0, 1):
         samples = [json.loads(line) for line in (run / f"round_{r}" / "samples.jsonl").read_text().splitlines()]
         assert len(samples) == 4 and all(len(s["answers"]) == 2 for s in samples)
+        scores = [json.loads(line)["scores"] for line in (run / f"round_{r}" / "scores.jsonl").read_text().splitlines()]
+        assert all(len(x) == 3 for x in scores)  # 2 samples and the data's chosen answer (online.pairs.data_chosen)
+        pairs = [json.loads(line) for line in (run / f"round_{r}" / "pairs.jsonl").read_text().splitlines()]
+        assert pairs and all({p["chosen_source"], p["rejected_source"]} <= {"policy", "data"} for p in pairs)
         h2h = json.loads((run / f"round_{r}" / "eval" / "head_to_head.json").read_text())
         assert h2h["second"] == str(straight / "round_1" / "eval") and h2h["wins"] + h2h["ties"] + h2h["losses"] == 3
     with open(run / "rounds.csv") as f:

@@ -85,3 +85,18 @@ def test_the_sampling_backend_is_checked_and_vllm_is_never_required(monkeypatch)
     assert chosen_backend("auto") == "hf" and chosen_backend("hf") == "hf"
     with pytest.raises(ImportError, match="backend=vllm: vllm is not installed"):
         chosen_backend("vllm")
+
+
+def test_the_datas_chosen_answer_is_ranked_among_the_samples_and_pairs_say_their_sources():
+    rule = PairRule(data_chosen=True)
+    sample = rule.candidates({"prompt": "q", "answers": ["a", "bb"]}, "data answer")
+    assert sample["answers"] == ["a", "bb", "data answer"] and sample["sources"] == ["policy", "policy", "data"]
+    (pair,) = build_pairs([sample], [[0.2, -1.0, 3.0]], rule)  # the data's answer best, the policy's "bb" worst
+    assert (pair["chosen"], pair["rejected"]) == ("data answer", "bb")
+    assert (pair["chosen_source"], pair["rejected_source"]) == ("data", "policy")
+    (pair,) = build_pairs([sample], [[5.0, -1.0, 3.0]], rule)  # a sample the judge ranks above the data's answer
+    assert pair["chosen_source"] == "policy" and pair["chosen"] == "a"
+    plain = PairRule().candidates({"prompt": "q", "answers": ["a", "b"]}, "data answer")
+    assert plain["answers"] == ["a", "b"] and "chosen_source" not in build_pairs([plain], [[1.0, 0.0]], PairRule())[0]
+    with pytest.raises(ValueError, match="no chosen answer in the data for prompt 'q'"):
+        rule.candidates({"prompt": "q", "answers": ["a", "b"]}, None)
