@@ -54,8 +54,10 @@ def test_every_output_exists_and_parses(evaluated):
     assert set(metrics["kl"]) == {"kl_per_sequence", "kl_per_token", "samples"} and metrics["kl"]["samples"] == 3
     rows = [json.loads(line) for line in (evaluated / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(
-        set(r) == {"prompt", "base_greedy", "dpo_greedy", "base_sampled", "dpo_sampled", "reference"} for r in rows
-    )
+        set(r) == {"prompt", "prompt_turns", "base_greedy", "dpo_greedy", "base_sampled", "dpo_sampled", "reference"}
+        for r in rows
+    )  # the built-in prompts are chat turns: recorded as the model saw them, for a judge to read them back
+    assert all(r["prompt_turns"] == [{"role": "user", "content": r["prompt"]}] for r in rows)
     assert set(metrics["diversity"]) == {"base", "dpo", "reference"}
     for name, key in (("base", "base_greedy"), ("dpo", "dpo_greedy"), ("reference", "reference")):
         d = metrics["diversity"][name]  # the figures of the answers written to generations.jsonl
