@@ -85,7 +85,7 @@ def train_online(cfg: DictConfig) -> dict[str, float]:
         stopper.restore()
 
 
-def key(prompt: Any) -> str:
+def prompt_key(prompt: Any) -> str:
     return json.dumps(prompt, sort_keys=True)
 
 
@@ -119,8 +119,8 @@ class Loop:
         data.setup()
         prompts, ids, self.data_answers = [], [], {}
         for pair, tokens in zip(data.train_pairs, data.train_tokens):
-            if key(pair.prompt) not in self.data_answers:  # a prompt's first pair gives its data answer
-                self.data_answers[key(pair.prompt)] = as_text(pair.chosen)
+            if prompt_key(pair.prompt) not in self.data_answers:  # a prompt's first pair gives its data answer
+                self.data_answers[prompt_key(pair.prompt)] = as_text(pair.chosen)
                 prompts.append(pair.prompt)
                 ids.append(tokens.prompt)
         val = self.out / "val.jsonl"
@@ -173,7 +173,7 @@ class Loop:
                 finally:
                     sampler.close()
             sampled = read_lines(rdir / "samples.jsonl")
-            samples = [self.rule.candidates(s, self.data_answers.get(key(s["prompt"]))) for s in sampled]
+            samples = [self.rule.candidates(s, self.data_answers.get(prompt_key(s["prompt"]))) for s in sampled]
             scores = score_answers(
                 judge,
                 samples,
