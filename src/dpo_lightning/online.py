@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,8 @@ class Loop:
         self.phase_hook("train", r)
         if not (rdir / "train" / "metrics.json").is_file():
             train(self.train_config(r, rdir))
+        if not self.cfg.online.get("keep_checkpoints"):  # only a stopped round's training reads them; the policy
+            shutil.rmtree(rdir / "train" / "checkpoints", ignore_errors=True)  # is train/final
         self.stopper.check(f"after training round {r}", self.out)
         self.phase_hook("evaluate", r)
         from .evaluation.runner import evaluate

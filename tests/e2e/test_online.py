@@ -63,6 +63,7 @@ def test_two_rounds_write_their_files_and_a_table(straight):
             best = sample["answers"][score.index(max(score))]
             assert pair["chosen"] == [{"role": "assistant", "content": best}]
         assert (rdir / "train" / "final" / "config.json").is_file() and (rdir / "eval" / "metrics.json").is_file()
+        assert not (rdir / "train" / "checkpoints").exists()  # online.keep_checkpoints=false: the round is done
         config = yaml.safe_load((rdir / "train" / "config.yaml").read_text())
         assert config["data"]["path"] == str(rdir / "pairs.jsonl")
         assert config["data"]["val_path"] == str(straight / "val.jsonl")
@@ -102,15 +103,17 @@ def test_sigterm_in_each_phase_resumes_to_the_same_pairs_and_metrics(straight, t
         ],
     ]
     where = []
+    keep = "online.keep_checkpoints=true"  # (no effect on the figures) each round's checkpoints stay
     for i, stop in enumerate(stops):
-        proc = online_process(*ONLINE, *stop, f"hydra.run.dir={run}", *(["resume=true"] if i else []))
+        proc = online_process(*ONLINE, *stop, keep, f"hydra.run.dir={run}", *(["resume=true"] if i else []))
         assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
         where.append(next(line for line in (proc.stdout + proc.stderr).splitlines() if "preempted by SIGTERM" in line))
     assert "sample phase of round 0 (chunk 0 saved)" in where[0]
     assert "score phase of round 1 (chunk 0 saved)" in where[1]
     assert "after optimizer step 1" in where[2]  # round 1's training, checkpointed after its first step
-    done = online_process(*ONLINE, f"hydra.run.dir={run}", "resume=true")
+    done = online_process(*ONLINE, keep, f"hydra.run.dir={run}", "resume=true")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert all(any((run / f"round_{r}" / "train" / "checkpoints").glob("*.ckpt")) for r in (0, 1))
     for r in (0, 1):
         for name in ("samples.jsonl", "scores.jsonl", "pairs.jsonl"):
             assert (run / f"round_{r}" / name).read_text() == (straight / f"round_{r}" / name).read_text(), name
