@@ -37,12 +37,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.preemption import Preempted
-from .evaluation.head_to_head import head_to_head
+from .evaluation.head_to_head import HEAD_TO_HEAD, head_to_head
 from .evaluation.judge import as_text
 from .models.loading import resolve_name_or_path, run_final_model
 from .online_pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
 from .online_samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
-from .online_table import HEAD_TO_HEAD, round_row, write_rounds
+from .online_table import round_row, write_rounds
 from .training import save_config, train
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .evaluation.head_to_head import HEAD_TO_HEAD
 from .online_pairs import read_lines
 from .tables import write_table
 
@@ -25,7 +26,6 @@ TABLE = [
     "logp_chosen_change",
     "warnings",
 ]
-HEAD_TO_HEAD = "head_to_head.json"
 
 
 def round_row(r: int, rdir: Path) -> dict[str, Any]:

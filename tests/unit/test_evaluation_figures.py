@@ -252,9 +252,13 @@ def test_blind_reading_sheet_hides_the_sides_and_scores_against_the_key(tmp_path
 
     from dpo_lightning.evaluation.blind import score, write_sheet
 
+    # the evaluation's judge: DPO better on q0-q4, worse on q5 and q6, a tie on q7
+    judged = [1.0] * 5 + [0.0, 0.0, 0.5]
     rows = [
-        {"prompt": f"q{i}", "dpo_greedy": f"good {i}", "base_greedy": f"bad {i}", "reference": "r"} for i in range(8)
-    ]
+        {"prompt": f"q{i}", "dpo_greedy": f"good {i}", "base_greedy": f"bad {i}", "reference": "r",
+         "verdict_dpo_over_base_greedy": judged[i]}
+        for i in range(8)
+    ]  # fmt: skip
     (tmp_path / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     sheet = write_sheet(tmp_path, seed=3).read_text()
     a_sides = re.findall(r"\nA: (good|bad) ", sheet)
@@ -267,6 +271,10 @@ def test_blind_reading_sheet_hides_the_sides_and_scores_against_the_key(tmp_path
     assert (result["wins"], result["ties"], result["losses"]) == (6, 2, 0)
     assert result["win_rate"] == pytest.approx(7 / 8)
     assert result["ci_low"] == pytest.approx(wilson(7, 8).low)
+    # both decided q0-q5 (the reader tied q6 and q7): the judge agrees on q0-q4, not on q5
+    agreement = result["judge_agreement"]
+    assert (agreement["agree"], agreement["decided"]) == (5, 6) and agreement["rate"] == pytest.approx(5 / 6)
+    assert agreement["ci_low"] == pytest.approx(wilson(5, 6).low)
     flipped = ["B" if v == "A" else "A" for v in verdicts[:6]] + ["T", "T"]
     (tmp_path / "v.txt").write_text("\n".join(flipped))
     assert score(tmp_path, tmp_path / "v.txt")["losses"] == 6
@@ -292,3 +300,12 @@ def test_a_blind_sheet_against_another_evaluation_pairs_their_answers(tmp_path):
     (tmp_path / "v.txt").write_text(" ".join("A" if a == "on" else "B" for a, *_ in pairs))
     result = score(tmp_path / "online", tmp_path / "v.txt")
     assert result["wins"] == 6 and result["second"] == f"{tmp_path / 'offline'}:dpo_greedy"
+    assert "judge_agreement" not in result  # no judge's verdicts recorded for these two
+    # a head to head of the same two (online.compare_to writes it beside the evaluation): the judge prefers online on
+    # the first four prompts only; the reader preferred it on all six
+    h2h = {"second": str(tmp_path / "offline"), "field": "dpo_greedy", "outcomes": [1, 1, 1, 1, 0, 0]}
+    (tmp_path / "online" / "head_to_head.json").write_text(json.dumps(h2h))
+    assert score(tmp_path / "online", tmp_path / "v.txt")["judge_agreement"]["agree"] == 4
+    h2h["field"] = "dpo_sampled"  # a head to head of other answers says nothing of these
+    (tmp_path / "online" / "head_to_head.json").write_text(json.dumps(h2h))
+    assert "judge_agreement" not in score(tmp_path / "online", tmp_path / "v.txt")

@@ -45,6 +45,7 @@ def test_first_against_second_prompt_by_prompt(tmp_path):
     r = head_to_head(a, b, judge, resamples=200)
     # q1 won, q2 lost, q3 tied, q4 lost: (1 + 0.5) / 4
     assert (r["wins"], r["ties"], r["losses"]) == (1, 1, 2) and r["win_rate"] == pytest.approx(0.375)
+    assert r["outcomes"] == [1.0, 0.0, 0.5, 0.0]  # per prompt, for a blind reading to be checked against
     assert r["ci_low"] < 0.375 < r["ci_high"] and r["reward_first"]["value"] == pytest.approx((11 + 2 + 4 + 1) / 4)
     assert judge.prompts == ["q1", turns, "q3", "q4"]  # the chat turns the model saw, where they were recorded
 

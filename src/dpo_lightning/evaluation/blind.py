@@ -8,7 +8,10 @@ without knowing which side is which; then the verdicts scored against the hidden
 `blind.md` lists every prompt with answers A and B (and, with `--reference`, the held-out reference answer, shown as
 such). The reader writes one verdict per prompt, in order, into a text file: `A`, `B` or `T` (tie), separated by
 spaces or newlines. `--score` prints the first model's wins, ties and losses and its win rate (a tie counting half)
-with its Wilson interval: the figure to set beside a judge's, since a judge can be gamed and a reader cannot.
+with its Wilson interval: the figure to set beside a judge's, since a judge can be gamed and a reader cannot. Where
+the evaluation recorded its judge's verdict on each prompt (generations.jsonl for its two models; head_to_head.json
+for a sheet `--against` another evaluation), it also prints how often that judge agrees with the reader, over the
+prompts both decided: near 0.5 (chance), the judge cannot tell these two models apart, whatever its win rate says.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import random
 from pathlib import Path
 
-from .head_to_head import paired_answers, read_generations
+from .head_to_head import HEAD_TO_HEAD, paired_answers, read_generations
 from .intervals import wilson
 
 KEY_FILE, SHEET_FILE = "blind_key.json", "blind.md"
@@ -56,8 +59,38 @@ def write_sheet(
     return sheet
 
 
+def judge_outcomes(eval_dir: Path, first: str, second: str) -> list[float] | None:
+    """The evaluation's judge's verdict on each prompt of the sheet (1 first better, 0 worse, 0.5 tie), where it was
+    recorded: generations.jsonl's `verdict_<model>_over_<model>_<kind>` for two fields of one evaluation, or the
+    outcomes in head_to_head.json for a sheet against another evaluation (the same one, on the same field)."""
+    if ":" in second:  # `<other eval>:<field>`: a sheet --against another evaluation
+        other, field = second.rsplit(":", 1)
+        path = eval_dir / HEAD_TO_HEAD
+        if not path.is_file():
+            return None
+        result = json.loads(path.read_text())
+        same = result.get("field") == field and Path(result["second"]).resolve() == Path(other).resolve()
+        return result.get("outcomes") if same else None
+    (model, _, kind), (other_model, _, other_kind) = first.rpartition("_"), second.rpartition("_")
+    name = f"verdict_{model}_over_reference" if second == "reference" else f"verdict_{model}_over_{other_model}_{kind}"
+    rows = read_generations(eval_dir)
+    if (second != "reference" and kind != other_kind) or not all(name in row for row in rows):
+        return None
+    return [float(row[name]) for row in rows]
+
+
+def agreement(verdicts: list[str], first_is: list[str], outcomes: list[float], confidence: float = 0.95) -> dict:
+    """How often a judge's per-prompt verdicts agree with a reader's, over the prompts both decided (no tie)."""
+    decided = [(v == side, o == 1) for v, side, o in zip(verdicts, first_is, outcomes) if v != "T" and o != 0.5]
+    agree = sum(reader == judge for reader, judge in decided)
+    interval = wilson(agree, len(decided), confidence)
+    return {"agree": agree, "decided": len(decided), "rate": interval.value, "ci_low": interval.low,
+            "ci_high": interval.high}  # fmt: skip
+
+
 def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95) -> dict:
-    """The first model's wins/ties/losses against the second by the reader's verdicts, with the Wilson interval."""
+    """The first model's wins/ties/losses against the second by the reader's verdicts, with the Wilson interval;
+    and `judge_agreement`, where the evaluation recorded its judge's verdict on each prompt."""
     key = json.loads((eval_dir / KEY_FILE).read_text())
     verdicts = verdicts_file.read_text().upper().split()
     if len(verdicts) != len(key["first_is"]) or set(verdicts) - {"A", "B", "T"}:
@@ -69,8 +102,12 @@ def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95) -> dict
     ties = verdicts.count("T")
     losses = len(verdicts) - wins - ties
     interval = wilson(wins + ties / 2, len(verdicts), confidence)
-    return {"first": key["first"], "second": key["second"], "wins": wins, "ties": ties, "losses": losses,
-            "win_rate": interval.value, "ci_low": interval.low, "ci_high": interval.high}  # fmt: skip
+    result = {"first": key["first"], "second": key["second"], "wins": wins, "ties": ties, "losses": losses,
+              "win_rate": interval.value, "ci_low": interval.low, "ci_high": interval.high}  # fmt: skip
+    outcomes = judge_outcomes(eval_dir, key["first"], key["second"])
+    if outcomes is not None and len(outcomes) == len(verdicts):
+        result["judge_agreement"] = agreement(verdicts, key["first_is"], outcomes, confidence)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         r = score(args.eval_dir, args.score)
         print(f"{r['first']} over {r['second']}: {r['wins']}/{r['ties']}/{r['losses']} (W/T/L), "
               f"win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
+        if "judge_agreement" in r:
+            a = r["judge_agreement"]
+            print(f"the evaluation's judge agrees with the reader on {a['agree']} of the {a['decided']} prompts both "
+                  f"decided: {a['rate']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] (chance: 0.50)")  # fmt: skip
     else:
         print(write_sheet(args.eval_dir, args.first, args.second, args.seed, args.reference, args.against))
 

@@ -8,7 +8,8 @@ often its model beats its own base.
 The judge is the reward model A's evaluation used (its metrics.json names it) unless `--judge` gives another. The
 prompts must be the same, in the same order (the same held-out data and `generation.num_prompts`); a row that
 differs is named. Prints A's wins, ties and losses against B and its win rate (a tie counting half) with a Wilson
-interval, and each side's mean reward with a BCa interval; `--out` also writes them as JSON.
+interval, and each side's mean reward with a BCa interval; `--out` also writes them as JSON, with the judge's
+verdict on each prompt (write it to `<A>/eval/head_to_head.json` and `blind --score` checks a reader against it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from .judge import RewardJudge, win_rate
 
 GENERATIONS = "generations.jsonl"
+HEAD_TO_HEAD = "head_to_head.json"  # where online.compare_to writes the result, beside the evaluation it scores
 
 
 def read_generations(eval_dir: Path) -> list[dict[str, Any]]:
@@ -64,10 +66,13 @@ def head_to_head(
     resamples: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """`first`'s answers against `second`'s, prompt by prompt, by `judge` (anything with `compare`)."""
+    """`first`'s answers against `second`'s, prompt by prompt, by `judge` (anything with `compare`); `outcomes` are
+    the judge's verdicts per prompt (1 first better, 0 worse, 0.5 tie), which a blind reading is checked against."""
     prompts, a, b = paired_answers(Path(first), Path(second), field)
-    result = win_rate(judge.compare(prompts, a, b), resamples, confidence, seed, names=("first", "second"))
-    return {"first": str(first), "second": str(second), "field": field, "judge": getattr(judge, "name", ""), **result}
+    comparison = judge.compare(prompts, a, b)
+    result = win_rate(comparison, resamples, confidence, seed, names=("first", "second"))
+    return {"first": str(first), "second": str(second), "field": field, "judge": getattr(judge, "name", ""), **result,
+            "outcomes": comparison.outcomes.tolist()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
