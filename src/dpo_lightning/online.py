@@ -190,8 +190,8 @@ class Loop:
         self.phase_hook("train", r)
         if not (rdir / "train" / "metrics.json").is_file():
             train(self.train_config(r, rdir))
-        if not self.cfg.online.get("keep_checkpoints"):  # only a stopped round's training reads them; the policy
-            shutil.rmtree(rdir / "train" / "checkpoints", ignore_errors=True)  # is train/final
+        if not self.cfg.online.get("keep_checkpoints"):  # a trained round is read from train/final from now on
+            shutil.rmtree(rdir / "train" / "checkpoints", ignore_errors=True)
         self.stopper.check(f"after training round {r}", self.out)
         self.phase_hook("evaluate", r)
         from .evaluation.runner import evaluate

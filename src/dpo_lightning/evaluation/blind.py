@@ -69,7 +69,7 @@ def judge_outcomes(eval_dir: Path, first: str, second: str) -> list[float] | Non
         if not path.is_file():
             return None
         result = json.loads(path.read_text())
-        same = result.get("field") == field and Path(result["second"]).resolve() == Path(other).resolve()
+        same = result.get("field") == field and Path(str(result.get("second"))).resolve() == Path(other).resolve()
         return result.get("outcomes") if same else None
     (model, _, kind), (other_model, _, other_kind) = first.rpartition("_"), second.rpartition("_")
     name = f"verdict_{model}_over_reference" if second == "reference" else f"verdict_{model}_over_{other_model}_{kind}"
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
               f"win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
         if "judge_agreement" in r:
             a = r["judge_agreement"]
-            print(f"the evaluation's judge agrees with the reader on {a['agree']} of the {a['decided']} prompts both "
+            print(f"the judge's verdicts agree with the reader's on {a['agree']} of the {a['decided']} prompts both "
                   f"decided: {a['rate']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] (chance: 0.50)")  # fmt: skip
     else:
         print(write_sheet(args.eval_dir, args.first, args.second, args.seed, args.reference, args.against))
