@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from dpo_lightning.evaluation.head_to_head import head_to_head, paired_answers
+from dpo_lightning.evaluation.head_to_head import head_to_head, longer_wins, paired_answers
 from dpo_lightning.evaluation.judge import Comparison, outcomes_from_scores
 
 
@@ -62,3 +62,13 @@ def test_different_prompts_or_a_missing_field_are_named(tmp_path):
         paired_answers(a, c, "dpo_greedy")
     with pytest.raises(FileNotFoundError, match="no generations"):
         paired_answers(tmp_path / "missing", a, "dpo_greedy")
+
+
+def test_how_often_the_judge_picks_the_longer_answer():
+    first = ["one two three", "one", "one two", "same length", "a b c d"]
+    second = ["one", "one two three", "one two", "equal words", "a"]
+    # picks: the longer (first, 3 words), the longer (second), a tie in words, a tie in words, the shorter (second)
+    r = longer_wins(first, second, [1.0, 0.0, 1.0, 0.0, 0.0])
+    assert (r["count"], r["of"]) == (2, 3) and r["rate"] == pytest.approx(2 / 3)
+    assert r["mean_words_first"] == pytest.approx(12 / 5) and r["mean_words_second"] == pytest.approx(9 / 5)
+    assert longer_wins(first, second, [0.5] * 5)["of"] == 0  # ties are not decisions

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .intervals import wilson
 from .judge import RewardJudge, win_rate
 
 GENERATIONS = "generations.jsonl"
@@ -72,7 +73,19 @@ def head_to_head(
     comparison = judge.compare(prompts, a, b)
     result = win_rate(comparison, resamples, confidence, seed, names=("first", "second"))
     return {"first": str(first), "second": str(second), "field": field, "judge": getattr(judge, "name", ""), **result,
+            "longer_wins": longer_wins(a, b, comparison.outcomes.tolist(), confidence),
             "outcomes": comparison.outcomes.tolist()}  # fmt: skip
+
+
+def longer_wins(first: list[str], second: list[str], outcomes: list[float], confidence: float = 0.95) -> dict:
+    """How often the judge's pick is the longer answer (in words), over the prompts it decided whose answers differ
+    in length: near 1 when two models differ mostly in length, its verdict may be measuring length."""
+    decided = [(o == 1) == (len(x.split()) > len(y.split())) for x, y, o in zip(first, second, outcomes)
+               if o != 0.5 and len(x.split()) != len(y.split())]  # fmt: skip
+    interval = wilson(sum(decided), len(decided), confidence)
+    words = [sum(len(x.split()) for x in side) / max(len(side), 1) for side in (first, second)]
+    return {"count": sum(decided), "of": len(decided), "rate": interval.value, "ci_low": interval.low,
+            "ci_high": interval.high, "mean_words_first": words[0], "mean_words_second": words[1]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,6 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     r = head_to_head(args.first, args.second, judge, args.field, args.confidence)
     print(f"{args.first} over {args.second} ({args.field}, judge {r['judge']}): {r['wins']}/{r['ties']}/{r['losses']}"
           f" (W/T/L), win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
+    longer = r["longer_wins"]
+    print(
+        f"the judge picked the longer answer on {longer['count']} of the {longer['of']} prompts it decided whose "
+        f"answers differ in length, {longer['rate']:.2f} (mean words: {longer['mean_words_first']:.1f} against "
+        f"{longer['mean_words_second']:.1f})"
+    )
     if args.out:
         args.out.write_text(json.dumps(r, indent=2))
 
