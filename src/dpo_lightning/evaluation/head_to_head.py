@@ -72,18 +72,18 @@ def head_to_head(
     prompts, a, b = paired_answers(Path(first), Path(second), field)
     comparison = judge.compare(prompts, a, b)
     result = win_rate(comparison, resamples, confidence, seed, names=("first", "second"))
+    outcomes = comparison.outcomes.tolist()
     return {"first": str(first), "second": str(second), "field": field, "judge": getattr(judge, "name", ""), **result,
-            "longer_wins": longer_wins(a, b, comparison.outcomes.tolist(), confidence),
-            "outcomes": comparison.outcomes.tolist()}  # fmt: skip
+            "longer_wins": longer_wins(a, b, outcomes, confidence), "outcomes": outcomes}  # fmt: skip
 
 
 def longer_wins(first: list[str], second: list[str], outcomes: list[float], confidence: float = 0.95) -> dict:
     """How often the judge's pick is the longer answer (in words), over the prompts it decided whose answers differ
     in length: near 1 when two models differ mostly in length, its verdict may be measuring length."""
-    decided = [(o == 1) == (len(x.split()) > len(y.split())) for x, y, o in zip(first, second, outcomes)
-               if o != 0.5 and len(x.split()) != len(y.split())]  # fmt: skip
+    n_first, n_second = [len(x.split()) for x in first], [len(x.split()) for x in second]
+    decided = [(o == 1) == (x > y) for x, y, o in zip(n_first, n_second, outcomes) if o != 0.5 and x != y]
     interval = wilson(sum(decided), len(decided), confidence)
-    words = [sum(len(x.split()) for x in side) / max(len(side), 1) for side in (first, second)]
+    words = [sum(n) / max(len(n), 1) for n in (n_first, n_second)]
     return {"count": sum(decided), "of": len(decided), "rate": interval.value, "ci_low": interval.low,
             "ci_high": interval.high, "mean_words_first": words[0], "mean_words_second": words[1]}  # fmt: skip
 
