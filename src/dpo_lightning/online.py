@@ -7,7 +7,8 @@ One round r, in `<run>/round_<r>/`:
 2. **score**: the judge (`judge=`: a reward model, `auto`, or the LLM judge) scores every answer -> `scores.jsonl`;
 3. **pairs**: best against worst answer per prompt (`online.pairs.min_gap`; ties give none; with
    `online.pairs.data_chosen` the data's chosen answer is ranked too) -> `pairs.jsonl`, in the format `data=jsonl`
-   reads (with the scores), so any round can be replayed offline;
+   reads (with the scores), so any round can be replayed offline; the first `online.offline_rounds` rounds skip
+   steps 1-3 and write the data's own pairs of their prompts instead (offline data first, then online);
 4. **train**: DPO (the configured loss, model, peft, trainer) on those pairs -> `train/` (a train.py run), starting
    from the previous round's policy; the reference is the initial policy or the previous round's
    (`online.reference=initial|previous`);
@@ -118,10 +119,14 @@ class Loop:
         round validates on, in the format data=jsonl reads)."""
         data = instantiate(self.cfg.data, tokenizer=tokenizer, report_path=None)
         data.setup()
-        prompts, ids, self.data_answers = [], [], {}
+        prompts, ids, self.data_pairs = [], [], {}
         for pair, tokens in zip(data.train_pairs, data.train_tokens):
-            if prompt_key(pair.prompt) not in self.data_answers:  # a prompt's first pair gives its data answer
-                self.data_answers[prompt_key(pair.prompt)] = as_text(pair.chosen)
+            if prompt_key(pair.prompt) not in self.data_pairs:  # a prompt's first pair is its data pair
+                self.data_pairs[prompt_key(pair.prompt)] = {
+                    "prompt": pair.prompt,
+                    "chosen": pair.chosen,
+                    "rejected": pair.rejected,
+                }
                 prompts.append(pair.prompt)
                 ids.append(tokens.prompt)
         val = self.out / "val.jsonl"
@@ -157,36 +162,17 @@ class Loop:
             self.compare(rdir)
             return round_row(r, rdir)
         chosen = self.round_prompts(r, len(prompts))
-        asked, asked_ids = [prompts[i] for i in chosen], [prompt_ids[i] for i in chosen]
         if not (rdir / "pairs.jsonl").is_file():
-            if len(read_lines(rdir / "samples.jsonl")) < len(asked):
-                sampler = self.sampler(r, initial)
-                try:
-                    sample_answers(
-                        sampler,
-                        asked,
-                        asked_ids,
-                        self.sampling,
-                        rdir / "samples.jsonl",
-                        self.seed(r),
-                        self.chunk_hook("sample", r, rdir),
-                    )
-                finally:
-                    sampler.close()
-            sampled = read_lines(rdir / "samples.jsonl")
-            samples = [self.rule.candidates(s, self.data_answers.get(prompt_key(s["prompt"]))) for s in sampled]
-            scores = score_answers(
-                judge,
-                samples,
-                rdir / "scores.jsonl",
-                self.sampling.prompts_per_chunk,
-                self.chunk_hook("score", r, rdir),
-            )
-            pairs = build_pairs(samples, scores, self.rule)
-            if not pairs:
-                raise ValueError(f"round {r}: every prompt's answers tied under the judge: no pair to train on")
+            asked, asked_ids = [prompts[i] for i in chosen], [prompt_ids[i] for i in chosen]
+            if r < self.cfg.online.get("offline_rounds", 0):
+                pairs = [
+                    {**self.data_pairs[prompt_key(p)], "chosen_source": "data", "rejected_source": "data"}
+                    for p in asked
+                ]
+            else:
+                pairs = self.online_pairs(r, rdir, initial, asked, asked_ids, judge)
             atomic_lines(rdir / "pairs.jsonl", pairs)
-            log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(samples))
+            log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(asked))
         self.phase_hook("train", r)
         if not (rdir / "train" / "metrics.json").is_file():
             train(self.train_config(r, rdir))
@@ -200,6 +186,35 @@ class Loop:
         self.stopper.check(f"after evaluating round {r}", self.out)
         self.compare(rdir)
         return round_row(r, rdir)
+
+    def online_pairs(
+        self, r: int, rdir: Path, initial: Any, asked: list[Any], asked_ids: list[list[int]], judge: Any
+    ) -> list[dict[str, Any]]:
+        """Steps 1-3 of round r: sample the policy's answers, score them, pair best against worst."""
+        if len(read_lines(rdir / "samples.jsonl")) < len(asked):
+            sampler = self.sampler(r, initial)
+            try:
+                sample_answers(
+                    sampler,
+                    asked,
+                    asked_ids,
+                    self.sampling,
+                    rdir / "samples.jsonl",
+                    self.seed(r),
+                    self.chunk_hook("sample", r, rdir),
+                )
+            finally:
+                sampler.close()
+        sampled = read_lines(rdir / "samples.jsonl")
+        data_answer = {key: as_text(pair["chosen"]) for key, pair in self.data_pairs.items()}
+        samples = [self.rule.candidates(s, data_answer.get(prompt_key(s["prompt"]))) for s in sampled]
+        scores = score_answers(
+            judge, samples, rdir / "scores.jsonl", self.sampling.prompts_per_chunk, self.chunk_hook("score", r, rdir)
+        )
+        pairs = build_pairs(samples, scores, self.rule)
+        if not pairs:
+            raise ValueError(f"round {r}: every prompt's answers tied under the judge: no pair to train on")
+        return pairs
 
     def compare(self, rdir: Path) -> None:
         """`online.compare_to` (a run, e.g. offline DPO at the same pairs, evaluated on the same held-out prompts):

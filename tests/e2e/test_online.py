@@ -166,3 +166,32 @@ def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(stra
     with open(run / "rounds.csv") as f:
         rows = list(csv.DictReader(f))
     assert float(rows[1]["head_to_head"]) == pytest.approx(h2h["win_rate"])  # round 1's, in the rounds table
+
+
+def test_offline_rounds_learn_the_data_pairs_then_the_loop_goes_online(straight, tmp_path):
+    """online.offline_rounds=1 (offline data first, then online): round 0 samples nothing and trains on the data's
+    own pairs of the prompts the straight run's round 0 sampled; round 1 samples round 0's policy and pairs its
+    answers. With online.reference=previous, round 1's reference is round 0's policy (its starting point)."""
+    from dpo_lightning.evaluation.judge import as_text
+    from dpo_lightning.online_pairs import read_lines
+
+    run = tmp_path / "run"
+    proc = online_process(*ONLINE, "online.offline_rounds=1", "online.reference=previous", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    builtin = read_lines(ROOT / "src" / "dpo_lightning" / "data" / "builtin" / "train.jsonl")
+    data = {(row["chosen"], row["rejected"]) for row in builtin}
+    first = run / "round_0"
+    assert not (first / "samples.jsonl").exists() and not (first / "scores.jsonl").exists()
+    pairs = read_lines(first / "pairs.jsonl")
+    assert [p["prompt"] for p in pairs] == [s["prompt"] for s in read_lines(straight / "round_0" / "samples.jsonl")]
+    assert all((as_text(p["chosen"]), as_text(p["rejected"])) in data for p in pairs)
+    assert all(p["chosen_source"] == p["rejected_source"] == "data" for p in pairs)
+    second = run / "round_1"
+    samples, pairs = read_lines(second / "samples.jsonl"), read_lines(second / "pairs.jsonl")
+    assert len(samples) == 4 and pairs and all(p["chosen_score"] > p["rejected_score"] for p in pairs)
+    assert all(as_text(p["chosen"]) in sum((s["answers"] for s in samples), []) for p in pairs)
+    config = yaml.safe_load((second / "train" / "config.yaml").read_text())
+    assert config["model"]["init_from"] == str(first / "train") and not config.get("reference_model")
+    assert (second / "eval" / "metrics.json").is_file()
+    with open(run / "rounds.csv") as f:
+        assert [row["pairs"] for row in csv.DictReader(f)] == ["4", str(len(pairs))]
