@@ -55,13 +55,17 @@ def head_to_head_row(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     h = json.loads(path.read_text())
-    return {"head_to_head": h["win_rate"], "head_to_head_low": h["ci_low"], "head_to_head_high": h["ci_high"]}
+    row = {"head_to_head": h["win_rate"], "head_to_head_low": h["ci_low"], "head_to_head_high": h["ci_high"]}
+    if "length_controlled" in h:  # the judge's win rate at equal length (files written before it lack it)
+        row["head_to_head_equal_length"] = h["length_controlled"]["value"]
+    return row
 
 
 def write_rounds(out: Path, rows: list[dict[str, Any]]) -> None:
     """rounds.csv, rounds.md and rounds.png: the per-round evaluation (win rate over base, KL, ..., and the win rate
     against `online.compare_to` when given)."""
-    columns = TABLE + [c for c in ("head_to_head", "head_to_head_low", "head_to_head_high") if c in rows[-1]]
+    head = ("head_to_head", "head_to_head_low", "head_to_head_high", "head_to_head_equal_length")
+    columns = TABLE + [c for c in head if any(c in row for row in rows)]
     write_table(rows, columns, out / "rounds", digits=3)
     import matplotlib
 

@@ -26,6 +26,6 @@ def write_table(rows: list[dict[str, Any]], header: list[str], out: Path, digits
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
         writer.writerows(rows)
-    lines = markdown_table(header, ([cell(r[h], digits) for h in header] for r in rows))
+    lines = markdown_table(header, ([cell(r.get(h), digits) for h in header] for r in rows))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return [out.with_suffix(".csv"), out.with_suffix(".md")]

@@ -166,6 +166,7 @@ def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(stra
     with open(run / "rounds.csv") as f:
         rows = list(csv.DictReader(f))
     assert float(rows[1]["head_to_head"]) == pytest.approx(h2h["win_rate"])  # round 1's, in the rounds table
+    assert float(rows[1]["head_to_head_equal_length"]) == pytest.approx(h2h["length_controlled"]["value"])
 
 
 def test_offline_rounds_learn_the_data_pairs_then_the_loop_goes_online(straight, tmp_path):

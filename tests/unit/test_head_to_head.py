@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
-from dpo_lightning.evaluation.head_to_head import head_to_head, longer_wins, paired_answers
+from dpo_lightning.evaluation.head_to_head import head_to_head, length_controlled, longer_wins, paired_answers
 from dpo_lightning.evaluation.judge import Comparison, outcomes_from_scores
 
 
@@ -72,3 +73,25 @@ def test_how_often_the_judge_picks_the_longer_answer():
     assert (r["count"], r["of"]) == (2, 3) and r["rate"] == pytest.approx(2 / 3)
     assert r["mean_words_first"] == pytest.approx(12 / 5) and r["mean_words_second"] == pytest.approx(9 / 5)
     assert longer_wins(first, second, [0.5] * 5)["of"] == 0  # ties are not decisions
+
+
+def test_the_win_rate_at_equal_length_by_hand():
+    # 8 prompts where the first answer is 2 words longer (6 wins: 0.75), 2 where it is 2 words shorter (1 win: 0.5).
+    # Two values of x = tanh(difference / sd): the fit is saturated, so sigmoid(intercept) = sigmoid of the mean of
+    # the two groups' log-odds, (log 3 + 0) / 2, and slope = (log 3 - 0) / (2 tanh(2 / sd)), sd = 1.6.
+    first, second = ["a b c"] * 8 + ["a"] * 2, ["a"] * 8 + ["a b c"] * 2
+    outcomes = [1.0] * 6 + [0.0] * 2 + [1.0, 0.0]
+    r = length_controlled(first, second, outcomes, resamples=500, ridge=1e-9)
+    assert r["value"] == pytest.approx(math.sqrt(3) / (1 + math.sqrt(3)), abs=1e-4)  # 0.634, the plain rate 0.7
+    assert r["slope"] == pytest.approx(math.log(3) / (2 * math.tanh(2 / 1.6)), abs=1e-3)
+    assert r["ci_low"] < r["value"] < r["ci_high"]
+    # the same win rate whatever the length: no length effect, the plain rate
+    even = length_controlled(first, second, [1.0] * 4 + [0.0] * 4 + [1.0, 0.0], resamples=500, ridge=1e-9)
+    assert even["value"] == pytest.approx(0.5, abs=1e-6) and even["slope"] == pytest.approx(0.0, abs=1e-6)
+    # the default prior shrinks the fit towards even: between the unpenalised 0.634 and 0.5
+    assert 0.5 < length_controlled(first, second, outcomes, resamples=500)["value"] < r["value"]
+    # every longer answer wins, every shorter one loses (separation): without the prior the fit runs off to infinity
+    split = length_controlled(first, second, [1.0] * 8 + [0.0] * 2, resamples=500)
+    assert 0.5 < split["value"] < 0.8 and 1 < split["slope"] < 10 and 0 < split["ci_low"] <= split["ci_high"] < 1
+    same = length_controlled(["a b"] * 4, ["c d"] * 4, [1.0, 1.0, 0.5, 0.0])  # no length difference at all
+    assert same["value"] == pytest.approx(2.5 / 4) and same["slope"] == 0.0

@@ -8,18 +8,24 @@ often its model beats its own base.
 The judge is the reward model A's evaluation used (its metrics.json names it) unless `--judge` gives another. The
 prompts must be the same, in the same order (the same held-out data and `generation.num_prompts`); a row that
 differs is named. Prints A's wins, ties and losses against B and its win rate (a tie counting half) with a Wilson
-interval, and each side's mean reward with a BCa interval; `--out` also writes them as JSON, with the judge's
-verdict on each prompt (write it to `<A>/eval/head_to_head.json` and `blind --score` checks a reader against it).
+interval, and each side's mean reward with a BCa interval; then how often the judge picked the longer answer, and
+its win rate at equal length (a logistic fit of its verdicts on the length difference, read at 0, as AlpacaEval 2's
+length-controlled win rate): where two models differ mostly in length, a reward model's verdict often is length.
+`--out` also writes them as JSON, with the judge's verdict on each prompt (write it to
+`<A>/eval/head_to_head.json` and `blind --score` checks a reader against it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy import stats
 
 from .intervals import wilson
 from .judge import RewardJudge, win_rate
@@ -74,7 +80,9 @@ def head_to_head(
     result = win_rate(comparison, resamples, confidence, seed, names=("first", "second"))
     outcomes = comparison.outcomes.tolist()
     return {"first": str(first), "second": str(second), "field": field, "judge": getattr(judge, "name", ""), **result,
-            "longer_wins": longer_wins(a, b, outcomes, confidence), "outcomes": outcomes}  # fmt: skip
+            "longer_wins": longer_wins(a, b, outcomes, confidence),
+            "length_controlled": length_controlled(a, b, outcomes, confidence, resamples, seed),
+            "outcomes": outcomes}  # fmt: skip
 
 
 def longer_wins(first: list[str], second: list[str], outcomes: list[float], confidence: float = 0.95) -> dict:
@@ -86,6 +94,58 @@ def longer_wins(first: list[str], second: list[str], outcomes: list[float], conf
     words = [sum(n) / max(len(n), 1) for n in (n_first, n_second)]
     return {"count": sum(decided), "of": len(decided), "rate": interval.value, "ci_low": interval.low,
             "ci_high": interval.high, "mean_words_first": words[0], "mean_words_second": words[1]}  # fmt: skip
+
+
+def length_controlled(
+    first: list[str],
+    second: list[str],
+    outcomes: list[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+    ridge: float = 1.0,
+) -> dict[str, float]:
+    """The judge's win rate at equal length: a logistic fit of its verdicts (a tie as half) on the length difference,
+    tanh(difference in words / its standard deviation), read at a difference of 0 (AlpacaEval 2's length-controlled
+    win rate, without its per-instruction term), with a BCa bootstrap interval over prompts; `slope` is the fit's
+    length coefficient (0: the verdicts ignore length). `ridge`: a normal prior of scale 1/sqrt(ridge) on both
+    coefficients, so that verdicts that separate by length (every longer answer wins) give a finite fit and a modest
+    extrapolation to equal length, not 0 or 1. Every pair the same length: the plain win rate."""
+    o = np.asarray(outcomes, dtype=np.float64)
+    difference = np.array([len(x.split()) - len(y.split()) for x, y in zip(first, second)], dtype=np.float64)
+    if o.size == 0 or difference.std() == 0:
+        rate = wilson(float(o.sum()), int(o.size), confidence)
+        return {**rate.as_dict(), "slope": 0.0}
+    x = np.tanh(difference / difference.std())
+
+    def at_equal_length(o: np.ndarray, x: np.ndarray) -> float:
+        return float(1 / (1 + np.exp(-logistic_fit(o, x, ridge)[0])))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # BCa on resamples the fit separates: percentile below
+        boot = stats.bootstrap((o, x), at_equal_length, paired=True, vectorized=False, n_resamples=resamples,
+                               confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))  # fmt: skip
+    low, high = boot.confidence_interval.low, boot.confidence_interval.high
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low, high = np.quantile(boot.bootstrap_distribution, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return {"value": at_equal_length(o, x), "ci_low": float(low), "ci_high": float(high),
+            "slope": float(logistic_fit(o, x, ridge)[1])}  # fmt: skip
+
+
+def logistic_fit(o: np.ndarray, x: np.ndarray, ridge: float, steps: int = 50) -> np.ndarray:
+    """(intercept, slope) of P(win) = sigmoid(intercept + slope * x) by Newton's method, on soft outcomes in [0, 1],
+    with an L2 penalty ridge / 2 * |w|^2 on both."""
+    features = np.stack([np.ones_like(x), x], axis=1)
+    w = np.zeros(2)
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-features @ w))
+        gradient = features.T @ (o - p) - ridge * w
+        hessian = (features.T * (p * (1 - p))) @ features + ridge * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        w = w + step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
         f"answers differ in length, {longer['rate']:.2f} (mean words: {longer['mean_words_first']:.1f} against "
         f"{longer['mean_words_second']:.1f})"
     )
+    lc = r["length_controlled"]
+    print(f"at equal length (length-controlled): {lc['value']:.2f} [{lc['ci_low']:.2f}, {lc['ci_high']:.2f}], length "
+          f"coefficient {lc['slope']:.2f}")  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(r, indent=2))
 
