@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from conftest import run_script, smoke
 from dpo_lightning.data import PairCollator, TokenizedPair
 from dpo_lightning.evaluation.diversity import top_opening
+from dpo_lightning.evaluation.head_to_head import length_controlled
 from dpo_lightning.evaluation.intervals import wilson
 from dpo_lightning.evaluation.judge import Comparison, RewardJudge, as_text, outcomes_from_scores, win_rate
 from dpo_lightning.evaluation.result import fmt
@@ -168,6 +169,13 @@ def test_judge_with_a_tiny_random_classifier(trained_run, tmp_path):
         assert got == pytest.approx((expected.value, expected.low, expected.high))
         assert w["reward_dpo"]["value"] == pytest.approx(dpo.mean().item())
         assert w["reward_dpo"]["ci_low"] <= w["reward_dpo"]["value"] <= w["reward_dpo"]["ci_high"]
+        # the win rate at equal length: head_to_head's fit on these answers and the recorded verdicts
+        verdicts = [r[f"verdict_dpo_over_base_{kind}"] for r in rows]
+        fit = length_controlled([r[f"dpo_{kind}"] for r in rows], [r[f"base_{kind}"] for r in rows], verdicts)
+        lc = w["length_controlled"]
+        assert (lc["value"], lc["slope"]) == pytest.approx((fit["value"], fit["slope"]))
+        summary = next(row for row in metrics["summary"] if row["key"] == f"judge_win_rate_{kind}")
+        assert "at equal length" in summary["note"]
     acc = result["accuracy_on_pairs"]
     assert acc["pairs"] == 6 and 0 <= acc["ci_low"] <= acc["value"] <= acc["ci_high"] <= 1
     assert metrics["intervals"] == {"proportions": "Wilson score interval", "means": "BCa bootstrap"}

@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .head_to_head import length_controlled
 from .judge import as_text, judge_accuracy, win_rate
 
 
@@ -92,6 +93,7 @@ def judge_generations(
         dpo, base = [g[f"dpo_{kind}"] for g in generations], [g[f"base_{kind}"] for g in generations]
         comparison = judge.compare(asked, dpo, base)
         result[kind] = win_rate(comparison, **stats)
+        result[kind]["length_controlled"] = length_controlled(dpo, base, comparison.outcomes.tolist(), **stats)
         if comparison.first_scores is not None:
             for g, d, b in zip(generations, comparison.first_scores.tolist(), comparison.second_scores.tolist()):
                 g[f"judge_dpo_{kind}"], g[f"judge_base_{kind}"] = d, b

@@ -202,7 +202,7 @@ class EvaluationResult:
                     f"judge_win_rate_{kind}",
                     None,
                     _win(w),
-                    note=f"{_wtl(w)} W/T/L",
+                    note=f"{_wtl(w)} W/T/L" + _equal_length(w),
                 )
             )
         ref = j.get("reference")
@@ -351,6 +351,12 @@ def _ci_of(d: dict[str, Any]) -> Estimate:
 
 def _win(w: dict[str, Any]) -> Estimate:
     return estimate(w["win_rate"], w["ci_low"], w["ci_high"])
+
+
+def _equal_length(w: dict[str, Any]) -> str:
+    """The win rate at equal length (head_to_head.length_controlled), where the evaluation measured it."""
+    lc = w.get("length_controlled")
+    return f"; at equal length {fmt(_win({'win_rate': lc['value'], **lc}), 2)}" if lc else ""
 
 
 def _wtl(w: dict[str, Any]) -> str:
