@@ -356,7 +356,7 @@ def _win(w: dict[str, Any]) -> Estimate:
 def _equal_length(w: dict[str, Any]) -> str:
     """The win rate at equal length (head_to_head.length_controlled), where the evaluation measured it."""
     lc = w.get("length_controlled")
-    return f"; at equal length {fmt(_win({'win_rate': lc['value'], **lc}), 2)}" if lc else ""
+    return f"; at equal length {fmt(lc, 2)}" if lc else ""
 
 
 def _wtl(w: dict[str, Any]) -> str:
