@@ -206,8 +206,7 @@ class Loop:
             finally:
                 sampler.close()
         sampled = read_lines(rdir / "samples.jsonl")
-        data_answer = {key: as_text(pair["chosen"]) for key, pair in self.data_pairs.items()}
-        samples = [self.rule.candidates(s, data_answer.get(prompt_key(s["prompt"]))) for s in sampled]
+        samples = [self.rule.candidates(s, self.data_answer(s["prompt"])) for s in sampled]
         scores = score_answers(
             judge, samples, rdir / "scores.jsonl", self.sampling.prompts_per_chunk, self.chunk_hook("score", r, rdir)
         )
@@ -215,6 +214,11 @@ class Loop:
         if not pairs:
             raise ValueError(f"round {r}: every prompt's answers tied under the judge: no pair to train on")
         return pairs
+
+    def data_answer(self, prompt: Any) -> str | None:
+        """The data's chosen answer to `prompt`, as text (None for a prompt not in the data)."""
+        pair = self.data_pairs.get(prompt_key(prompt))
+        return as_text(pair["chosen"]) if pair else None
 
     def compare(self, rdir: Path) -> None:
         """`online.compare_to` (a run, e.g. offline DPO at the same pairs, evaluated on the same held-out prompts):

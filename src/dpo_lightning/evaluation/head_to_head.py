@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
-from .intervals import wilson
+from .intervals import bca, wilson
 from .judge import RewardJudge, win_rate
 
 GENERATIONS = "generations.jsonl"
@@ -121,15 +119,9 @@ def length_controlled(
     def at_equal_length(o: np.ndarray, x: np.ndarray) -> float:
         return float(1 / (1 + np.exp(-logistic_fit(o, x, ridge)[0])))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # BCa on resamples the fit separates: percentile below
-        boot = stats.bootstrap((o, x), at_equal_length, paired=True, vectorized=False, n_resamples=resamples,
-                               confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))  # fmt: skip
-    low, high = boot.confidence_interval.low, boot.confidence_interval.high
-    if not (np.isfinite(low) and np.isfinite(high)):
-        low, high = np.quantile(boot.bootstrap_distribution, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return {"value": at_equal_length(o, x), "ci_low": float(low), "ci_high": float(high),
-            "slope": float(logistic_fit(o, x, ridge)[1])}  # fmt: skip
+    low, high = bca((o, x), at_equal_length, resamples, confidence, seed, paired=True, vectorized=False)
+    intercept, slope = logistic_fit(o, x, ridge)
+    return {"value": float(1 / (1 + np.exp(-intercept))), "ci_low": low, "ci_high": high, "slope": float(slope)}
 
 
 def logistic_fit(o: np.ndarray, x: np.ndarray, ridge: float, steps: int = 50) -> np.ndarray:

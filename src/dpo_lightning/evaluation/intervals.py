@@ -13,6 +13,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -57,21 +58,32 @@ def bca_mean(values: Tensor, resamples: int = 2000, confidence: float = 0.95, se
     mean = float(data.mean())
     if data.size < 2 or np.ptp(data) == 0:
         return Interval(mean, mean, mean)
+    low, high = bca((data,), np.mean, resamples, confidence, seed)
+    return Interval(mean, low, high)
+
+
+def bca(
+    data: tuple[np.ndarray, ...], statistic: Callable, resamples: int, confidence: float, seed: int, **options: Any
+) -> tuple[float, float]:
+    """The BCa bootstrap interval of `statistic` over `data` (seeded; `options` go to `scipy.stats.bootstrap`, e.g.
+    paired=True for a statistic of several arrays). Where BCa is undefined (nearly constant resamples, or a statistic
+    that runs off on some of them), the percentile interval of the same resamples."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)  # BCa on nearly constant resamples: handled below
+        warnings.simplefilter("ignore", RuntimeWarning)  # BCa undefined on some resamples: handled below
         result = stats.bootstrap(
-            (data,),
-            np.mean,
+            data,
+            statistic,
             n_resamples=resamples,
             confidence_level=confidence,
             method="BCa",
             rng=np.random.default_rng(seed),
+            **options,
         )
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined (e.g. nearly constant): percentile
+    if not (math.isfinite(low) and math.isfinite(high)):
         low, high = np.quantile(result.bootstrap_distribution, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Interval(mean, float(low), float(high))
+    return float(low), float(high)
 
 
 def jackknife(statistic: Callable[[np.ndarray], float], n: int, confidence: float = 0.95) -> Interval:
