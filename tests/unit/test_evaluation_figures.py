@@ -309,3 +309,59 @@ def test_a_blind_sheet_against_another_evaluation_pairs_their_answers(tmp_path):
     h2h["field"] = "dpo_sampled"  # a head to head of other answers says nothing of these
     (tmp_path / "online" / "head_to_head.json").write_text(json.dumps(h2h))
     assert "judge_agreement" not in score(tmp_path / "online", tmp_path / "v.txt")
+
+
+def test_a_blind_sheet_of_the_loops_pairs_scores_the_judges_labels(tmp_path, capsys):
+    import json
+    import re
+
+    from dpo_lightning.evaluation.blind import main, score, write_pairs_sheet
+    from dpo_lightning.evaluation.judge import as_text
+
+    # an online run's two rounds: chat pairs (as the loop writes them) and plain-text ones; chosen "c<r>.<i>"
+    for r in range(2):
+        (tmp_path / f"round_{r}").mkdir()
+        rows = [{"prompt": [{"role": "user", "content": f"q{r}.{i}"}] if r == 0 else f"q{r}.{i}",
+                 "chosen": [{"role": "assistant", "content": f"c{r}.{i}"}] if r == 0 else f"c{r}.{i}",
+                 "rejected": [{"role": "assistant", "content": f"x{r}.{i}"}] if r == 0 else f"x{r}.{i}",
+                 "chosen_score": 1.0, "rejected_score": 0.0} for i in range(4)]  # fmt: skip
+        (tmp_path / f"round_{r}" / "pairs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sheet = write_pairs_sheet(tmp_path, n=6, seed=2).read_text()
+    drawn = re.findall(r"\nQ: q(\d\.\d)\n\nA: ([cx])(\d\.\d)\n\nB: ([cx])(\d\.\d)\n", sheet)
+    assert len(drawn) == 6 and len({q for q, *_ in drawn}) == 6  # six distinct pairs of both rounds' eight
+    assert all(q == i == j and {a, b} == {"c", "x"} for q, a, i, b, j in drawn)  # each pair's own two answers
+    assert 0 < sum(a == "c" for _, a, *_ in drawn) < 6  # the chosen answer on both sides
+    assert write_pairs_sheet(tmp_path, n=6, seed=2).read_text() == sheet  # the seed fixes the sheet
+    # the reader prefers the chosen answer on the first three, the rejected on the next two, neither on the last
+    verdicts = [("A" if a == "c" else "B") for _, a, *_ in drawn[:3]]
+    verdicts += [("B" if a == "c" else "A") for _, a, *_ in drawn[3:5]]
+    (tmp_path / "v.txt").write_text(" ".join(verdicts + ["T"]))
+    result = score(tmp_path, tmp_path / "v.txt")
+    assert (result["first"], result["wins"], result["ties"], result["losses"]) == ("chosen", 3, 1, 2)
+    agreement = result["judge_agreement"]  # the loop's judge chose every chosen answer
+    assert (agreement["agree"], agreement["decided"]) == (3, 5)
+    assert agreement["ci_low"] == pytest.approx(wilson(3, 5).low)
+
+    class SecondJudge:  # prefers the chosen answer of round 1's pairs only; ties "q0.0"
+        name = "second"
+
+        def compare(self, prompts, first, second):
+            prompts = [as_text(p) for p in prompts]  # round 0's are chat messages, as written
+            outcomes = [0.5 if p == "q0.0" else float(p.startswith("q1")) for p in prompts]
+            assert all(f[1:] == p[1:] == s[1:] for p, f, s in zip(prompts, first, second))  # the drawn pairs as text
+            return Comparison(torch.tensor(outcomes))
+
+    second = score(tmp_path, tmp_path / "v.txt", judge=SecondJudge())["second_judge"]
+    expected = [0.5 if q == "0.0" else float(q.startswith("1")) for q, *_ in drawn]
+    assert second["same_as_loop"] == expected.count(1.0) and second["pairs"] == 6
+    reader = [True] * 3 + [False] * 2  # the reader sided with the chosen answer on the first three
+    decided = [(r, o == 1.0) for r, o in zip(reader, expected) if o != 0.5]
+    assert second["reader"]["decided"] == len(decided) and second["reader"]["agree"] == sum(r == j for r, j in decided)
+    # one round's folder, or its file, serves as well; a folder without pairs is named in the error
+    assert "Q: q1." in write_pairs_sheet(tmp_path / "round_1" / "pairs.jsonl", n=2).read_text()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: no pairs.jsonl"):
+        write_pairs_sheet(tmp_path / "empty", n=2)
+    main([str(tmp_path), "--pairs", "6", "--seed", "2"])
+    main([str(tmp_path), "--score", str(tmp_path / "v.txt")])
+    assert "the reader prefers the loop's judge's chosen answer on 3 of the 5 pairs decided" in capsys.readouterr().out

@@ -4,6 +4,7 @@ without knowing which side is which; then the verdicts scored against the hidden
     python -m dpo_lightning.evaluation.blind <run>/eval                 # writes blind.md and blind_key.json
     python -m dpo_lightning.evaluation.blind <run>/eval --score verdicts.txt
     python -m dpo_lightning.evaluation.blind <run A>/eval --against <run B>/eval   # two trained models, head to head
+    python -m dpo_lightning.evaluation.blind <online run> --pairs 40    # the loop's judge's pairs: chosen vs rejected
 
 `blind.md` lists every prompt with answers A and B (and, with `--reference`, the held-out reference answer, shown as
 such). The reader writes one verdict per prompt, in order, into a text file: `A`, `B` or `T` (tie), separated by
@@ -12,6 +13,11 @@ with its Wilson interval: the figure to set beside a judge's, since a judge can 
 the evaluation recorded its judge's verdict on each prompt (generations.jsonl for its two models; head_to_head.json
 for a sheet `--against` another evaluation), it also prints how often that judge agrees with the reader, over the
 prompts both decided: near 0.5 (chance), the judge cannot tell these two models apart, whatever its win rate says.
+
+`--pairs N` reads what an online run learned from: N of its rounds' pairs (every `round_*/pairs.jsonl` under the
+folder, or one file), drawn by the seed, each pair's chosen and rejected answers shuffled. `--score` then prints how
+often the reader prefers the loop's judge's chosen answer: the accuracy of the labels DPO was trained on, which
+offline DPO's hand-written pairs have by construction and which no figure of the loop's own can show.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 from .head_to_head import HEAD_TO_HEAD, paired_answers, read_generations
 from .intervals import wilson
+from .judge import as_text
 
 KEY_FILE, SHEET_FILE = "blind_key.json", "blind.md"
 
@@ -59,6 +67,51 @@ def write_sheet(
     return sheet
 
 
+def pairs_files(path: Path) -> list[Path]:
+    """The pairs files of an online run (its `round_*/pairs.jsonl`, in round order), of a round, or the file itself."""
+    if path.is_file():
+        return [path]
+    files = [path / "pairs.jsonl"] if (path / "pairs.jsonl").is_file() else []
+    files = files or sorted(path.glob("round_*/pairs.jsonl"), key=lambda f: int(f.parent.name.split("_")[-1]))
+    if not files:
+        raise FileNotFoundError(f"{path}: no pairs.jsonl, nor round_*/pairs.jsonl (an online run's folder)")
+    return files
+
+
+def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
+    """blind.md with `n` pairs drawn (seeded) from the pairs files under `path`, chosen and rejected in a seeded
+    random order; blind_key.json records the side of each chosen answer and where each pair came from."""
+    rows = [(f, i, json.loads(line)) for f in pairs_files(path) for i, line in enumerate(f.open()) if line.strip()]
+    rng = random.Random(seed)
+    drawn = rng.sample(rows, min(n, len(rows)))
+    swaps = [rng.random() < 0.5 for _ in drawn]
+    key, parts = [], []
+    for number, ((_, _, pair), swap) in enumerate(zip(drawn, swaps)):
+        chosen, rejected = as_text(pair["chosen"]), as_text(pair["rejected"])
+        a, b = (rejected, chosen) if swap else (chosen, rejected)
+        key.append("B" if swap else "A")
+        parts.append(f"## {number}\nQ: {as_text(pair['prompt'])}\n\nA: {a}\n\nB: {b}\n")
+    folder = path.parent if path.is_file() else path
+    sheet = folder / SHEET_FILE
+    head = f"# Blind reading: {len(drawn)} pairs. Verdicts: A, B or T (neither better), one per pair, in order.\n\n"
+    sheet.write_text(head + "\n".join(parts))
+    sources = [f"{f.relative_to(folder) if f.is_relative_to(folder) else f}:{i + 1}" for f, i, _ in drawn]
+    (folder / KEY_FILE).write_text(json.dumps({"first": "chosen", "second": "rejected", "first_is": key,
+                                               "pairs": sources}))  # fmt: skip
+    return sheet
+
+
+def drawn_pairs(folder: Path, sources: list[str]) -> list[dict]:
+    """The pairs a sheet drew, from blind_key.json's `pairs` (`<file>:<line>`, the file relative to `folder`)."""
+    files: dict[str, list[str]] = {}
+    rows = []
+    for source in sources:
+        name, line = source.rsplit(":", 1)
+        lines = files.setdefault(name, (folder / name).read_text().splitlines())
+        rows.append(json.loads(lines[int(line) - 1]))
+    return rows
+
+
 def judge_outcomes(eval_dir: Path, first: str, second: str) -> list[float] | None:
     """The evaluation's judge's verdict on each prompt of the sheet (1 first better, 0 worse, 0.5 tie), where it was
     recorded: generations.jsonl's `verdict_<model>_over_<model>_<kind>` for two fields of one evaluation, or the
@@ -88,9 +141,12 @@ def agreement(verdicts: list[str], first_is: list[str], outcomes: list[float], c
             "ci_high": interval.high}  # fmt: skip
 
 
-def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95) -> dict:
+def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95, judge: Any = None) -> dict:
     """The first model's wins/ties/losses against the second by the reader's verdicts, with the Wilson interval;
-    and `judge_agreement`, where the evaluation recorded its judge's verdict on each prompt."""
+    and `judge_agreement`, where the evaluation recorded its judge's verdict on each prompt. For a sheet of the
+    loop's pairs, `judge_agreement` is the reader's agreement with the loop's judge (which chose every `first`),
+    and `judge` (an object with `compare(prompts, first, second)`, e.g. a RewardJudge), when given, scores the same
+    pairs: `second_judge` says how often it sides with the loop's judge and how often with the reader."""
     key = json.loads((eval_dir / KEY_FILE).read_text())
     verdicts = verdicts_file.read_text().upper().split()
     if len(verdicts) != len(key["first_is"]) or set(verdicts) - {"A", "B", "T"}:
@@ -104,6 +160,16 @@ def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95) -> dict
     interval = wilson(wins + ties / 2, len(verdicts), confidence)
     result = {"first": key["first"], "second": key["second"], "wins": wins, "ties": ties, "losses": losses,
               "win_rate": interval.value, "ci_low": interval.low, "ci_high": interval.high}  # fmt: skip
+    if "pairs" in key:  # a sheet of the loop's pairs: the loop's judge chose `first` every time
+        result["judge_agreement"] = agreement(verdicts, key["first_is"], [1.0] * len(verdicts), confidence)
+        if judge is not None:  # another judge on the same pairs: does it side with the loop's judge, the reader?
+            pairs = drawn_pairs(eval_dir, key["pairs"])
+            answers = ([as_text(pair[side]) for pair in pairs] for side in ("chosen", "rejected"))
+            outcomes = [float(o) for o in judge.compare([pair["prompt"] for pair in pairs], *answers).outcomes]
+            result["second_judge"] = {"name": str(getattr(judge, "name", judge)),
+                                      "same_as_loop": sum(o == 1 for o in outcomes), "pairs": len(outcomes),
+                                      "reader": agreement(verdicts, key["first_is"], outcomes, confidence)}  # fmt: skip
+        return result
     outcomes = judge_outcomes(eval_dir, key["first"], key["second"])
     if outcomes is not None and len(outcomes) == len(verdicts):
         result["judge_agreement"] = agreement(verdicts, key["first_is"], outcomes, confidence)
@@ -112,22 +178,52 @@ def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95) -> dict
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("eval_dir", type=Path, help="an evaluation's output folder (holding generations.jsonl)")
+    p.add_argument(
+        "eval_dir",
+        type=Path,
+        help="an evaluation's output folder (holding generations.jsonl); with "
+        "--pairs, an online run's folder, a round's, or a pairs.jsonl",
+    )
     p.add_argument("--first", default="dpo_greedy", help="generations.jsonl field of the model scored")
     p.add_argument("--second", default="base_greedy", help="... and of the model it is compared with")
     p.add_argument("--against", type=Path, help="another evaluation on the same prompts: its --first answers are B's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", action="store_true", help="show the held-out reference answer with each prompt")
+    p.add_argument("--pairs", type=int, metavar="N", help="a sheet of N of the loop's pairs (chosen vs rejected)")
+    p.add_argument(
+        "--judge",
+        help="with --score of a pairs sheet: another reward model (folder or hub id) to "
+        "score the same pairs, set beside the loop's judge and the reader",
+    )
     p.add_argument("--score", type=Path, help="a file of verdicts (A/B/T per prompt) to score against the key")
     args = p.parse_args(argv)
     if args.score:
-        r = score(args.eval_dir, args.score)
+        folder = args.eval_dir.parent if args.eval_dir.is_file() else args.eval_dir
+        judge = None
+        if args.judge:
+            from .judge import RewardJudge
+
+            judge = RewardJudge(args.judge)
+        r = score(folder, args.score, judge=judge)
+        a = r.get("judge_agreement")
+        if r["first"] == "chosen" and a:
+            print(f"the reader prefers the loop's judge's chosen answer on {a['agree']} of the {a['decided']} pairs "
+                  f"decided: {a['rate']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] (chance: 0.50; hand-written "
+                  f"pairs: 1); neither better on {r['ties']}")  # fmt: skip
+            if "second_judge" in r:
+                j, b = r["second_judge"], r["second_judge"]["reader"]
+                print(f"{j['name']} prefers the same answer as the loop's judge on {j['same_as_loop']} of "
+                      f"{j['pairs']} pairs, and the reader's on {b['agree']} of the {b['decided']} both decided: "
+                      f"{b['rate']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]")  # fmt: skip
+            return
         print(f"{r['first']} over {r['second']}: {r['wins']}/{r['ties']}/{r['losses']} (W/T/L), "
               f"win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
         if "judge_agreement" in r:
             a = r["judge_agreement"]
             print(f"the judge's verdicts agree with the reader's on {a['agree']} of the {a['decided']} prompts both "
                   f"decided: {a['rate']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] (chance: 0.50)")  # fmt: skip
+    elif args.pairs:
+        print(write_pairs_sheet(args.eval_dir, args.pairs, args.seed))
     else:
         print(write_sheet(args.eval_dir, args.first, args.second, args.seed, args.reference, args.against))
 
