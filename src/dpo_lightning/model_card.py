@@ -160,7 +160,7 @@ def usage(peft: bool, reward_model: bool) -> list[str]:
 
 def evaluation_section(ev: dict[str, Any]) -> list[str]:
     """The evaluation's summary rows and warnings (eval/metrics.json, written from `EvaluationResult`)."""
-    from .evaluation.result import summary_table
+    from .evaluation.rows import summary_table
 
     header, cells = summary_table(ev.get("summary") or [])
     lines = [

@@ -24,7 +24,6 @@ command with `resume=true` continues, and gives the same pairs and the same fina
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -41,6 +40,7 @@ from .callbacks.preemption import Preempted
 from .evaluation.head_to_head import HEAD_TO_HEAD, head_to_head
 from .evaluation.judge import as_text
 from .models.loading import resolve_name_or_path, run_final_model
+from .online_configs import previous_policy, round_eval_config, round_train_config
 from .online_pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
 from .online_samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
 from .online_table import round_row, write_rounds
@@ -175,14 +175,14 @@ class Loop:
             log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(asked))
         self.phase_hook("train", r)
         if not (rdir / "train" / "metrics.json").is_file():
-            train(self.train_config(r, rdir))
+            train(round_train_config(self.cfg, self.out, r, rdir))
         if not self.cfg.online.get("keep_checkpoints"):  # a trained round is read from train/final from now on
             shutil.rmtree(rdir / "train" / "checkpoints", ignore_errors=True)
         self.stopper.check(f"after training round {r}", self.out)
         self.phase_hook("evaluate", r)
         from .evaluation.runner import evaluate
 
-        evaluate(self.eval_config(rdir))
+        evaluate(round_eval_config(self.cfg, rdir, self.eval_judge))
         self.stopper.check(f"after evaluating round {r}", self.out)
         self.compare(rdir)
         return round_row(r, rdir)
@@ -237,11 +237,12 @@ class Loop:
 
     def sampler(self, r: int, initial: Any) -> HFSampler | VLLMSampler:
         """Round r's sampler over its policy: the initial one, or the previous round's final policy."""
+        previous = str(previous_policy(self.out, r))
         if chosen_backend(self.sampling.backend) == "hf":
-            policy = initial.model if r == 0 else instantiate(self.cfg.model, init_from=str(self.previous(r))).model
+            policy = initial.model if r == 0 else instantiate(self.cfg.model, init_from=previous).model
             return HFSampler(policy.to(self.device), initial.tokenizer, self.sampling, self.device)
         if r > 0:
-            folder = run_final_model(str(self.previous(r)))
+            folder = run_final_model(previous)
         elif self.cfg.model.get("init_from"):
             folder = run_final_model(self.cfg.model.init_from)
         elif self.cfg.model.get("name_or_path"):  # a hub id (vLLM downloads it) or a local folder
@@ -259,9 +260,6 @@ class Loop:
     def seed(self, r: int) -> int:
         return int(self.cfg.seed) + 1_000_003 * (r + 1)
 
-    def previous(self, r: int) -> Path:
-        return self.out / f"round_{r - 1}" / "train"
-
     def chunk_hook(self, phase: str, r: int, rdir: Path) -> Callable[[int], None]:
         def on_chunk(index: int) -> None:
             for hook in self.hooks:
@@ -274,54 +272,3 @@ class Loop:
         for hook in self.hooks:
             if hasattr(hook, "on_phase"):
                 hook.on_phase(phase, r)
-
-    def train_config(self, r: int, rdir: Path) -> DictConfig:
-        """The round's train.py config: the run's own, on the round's pairs, from the previous round's policy."""
-        cfg = copy.deepcopy(self.cfg)
-        OmegaConf.set_struct(cfg, False)
-        for key in ("online", "judge", "eval_judge"):
-            cfg.pop(key, None)
-        data = cfg.data
-        cfg.data = OmegaConf.create(
-            {
-                "_target_": "dpo_lightning.data.preference_data",
-                "format": {"_target_": "dpo_lightning.data.PreferenceFormat"},
-                "path": str(rdir / "pairs.jsonl"),
-                "val_path": str(self.out / "val.jsonl"),
-                "chat_template": bool(data.get("chat_template", False)),
-                **{k: data[k] for k in ROUND_DATA_KEYS if k in data},
-                "report_path": str(rdir / "train" / "data_report.json"),
-            }
-        )
-        cfg.paths.output_dir = str(rdir / "train")
-        cfg.resume = (rdir / "train" / "checkpoints").is_dir()
-        cfg.hub = {"repo_id": None}
-        if r > 0:
-            cfg.model.init_from = str(self.previous(r))
-            if self.cfg.online.reference == "initial":
-                cfg.reference_model = copy.deepcopy(self.cfg.model)
-        return cfg
-
-    def eval_config(self, rdir: Path) -> DictConfig:
-        from .config import compose_config
-
-        cfg = compose_config("eval", [f"run_dir={rdir / 'train'}", f"output_dir={rdir / 'eval'}"])
-        OmegaConf.set_struct(cfg, False)
-        cfg = OmegaConf.merge(cfg, self.cfg.online.get("eval") or {})
-        cfg.judge = self.eval_judge
-        if cfg.get("base_model") is None:  # every round against the initial policy (or online.eval.base_model)
-            cfg.base_model = OmegaConf.to_container(self.cfg.model, resolve=True)
-        return cfg
-
-
-ROUND_DATA_KEYS = (
-    "max_length",
-    "max_prompt_length",
-    "truncation_mode",
-    "batch_size",
-    "eval_batch_size",
-    "num_workers",
-    "packing",
-    "seed",
-    "split_seed",
-)

@@ -18,7 +18,7 @@ from dpo_lightning.evaluation.diversity import top_opening
 from dpo_lightning.evaluation.head_to_head import length_controlled
 from dpo_lightning.evaluation.intervals import wilson
 from dpo_lightning.evaluation.judge import Comparison, RewardJudge, as_text, outcomes_from_scores, win_rate
-from dpo_lightning.evaluation.result import fmt
+from dpo_lightning.evaluation.rows import fmt
 from dpo_lightning.evaluation.scoring import preference_accuracy, score_pairs
 
 GEN = ["generation.num_prompts=3", "generation.max_new_tokens=8", "bootstrap_resamples=500"]

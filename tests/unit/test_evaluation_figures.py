@@ -13,7 +13,8 @@ from dpo_lightning.evaluation.diversity import distinct_n, diversity, repetition
 from dpo_lightning.evaluation.intervals import wilson
 from dpo_lightning.evaluation.judge import Comparison, judge_accuracy, outcomes_from_scores, win_rate
 from dpo_lightning.evaluation.llm_judge import order_swapped_outcomes
-from dpo_lightning.evaluation.result import EvaluationResult, Thresholds
+from dpo_lightning.evaluation.result import EvaluationResult
+from dpo_lightning.evaluation.rows import Thresholds
 from dpo_lightning.evaluation.scoring import likelihood_displacement
 from dpo_lightning.losses import PairLogps
 

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from ..tables import markdown_table
-from .result import EvaluationResult, logged_scalars, summary_table
+from .result import EvaluationResult
+from .rows import logged_scalars, summary_table
 
 PLOTS = {
     "margins.png": "Implicit reward margins of the DPO policy on held-out pairs",

@@ -26,7 +26,8 @@ from .intervals import MEAN_METHOD, PROPORTION_METHOD
 from .judge import as_text
 from .judging import judge_generations, resolve_judge
 from .report import log_to_wandb, make_plots, write_html, write_markdown
-from .result import EvaluationResult, Thresholds
+from .result import EvaluationResult
+from .rows import Thresholds
 from .scoring import implicit_rewards, likelihood_displacement, preference_accuracy, reward_statistics, score_pairs
 
 log = logging.getLogger(__name__)
