@@ -27,8 +27,8 @@ from .collate import PackedPairCollator, PairCollator
 from .formats import PreferencePair
 from .readers import BadRows
 from .resumable import ResumableLoader
-from .sources import PairSource
-from .streaming import SOURCE_SEED_STRIDE, MixedStream, StreamingLoader, largest_remainder
+from .sources import PairSource, check_sources
+from .streaming import SOURCE_SEED_STRIDE, MixedStream, StreamingLoader, check_streaming, largest_remainder
 from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
 
 log = logging.getLogger(__name__)
@@ -278,44 +278,3 @@ class PreferenceDataModule(LightningDataModule):
         configs set use_distributed_sampler=false), which keeps the resumable order under DDP/FSDP/DeepSpeed."""
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-
-def check_sources(sources: list[PairSource], size: int | None) -> None:
-    """A mixture's names and amounts: names unique; weights (with size) or pairs, for every source or none."""
-    if not sources:
-        raise ValueError("data.sources: a data module needs at least one source")
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ValueError(f"data.sources: source names must be unique, got {names}")
-    weighted = [s.name for s in sources if s.weight is not None]
-    counted = [s.name for s in sources if s.pairs is not None]
-    if weighted and counted:
-        raise ValueError("data.weights and data.pairs: give one of them (proportions or per-source counts)")
-    for given, key in ((weighted, "weights"), (counted, "pairs")):
-        if given and len(given) != len(sources):
-            missing = sorted(set(names) - set(given))
-            raise ValueError(f"data.{key}: names must match data.sources {sorted(names)} (missing: {missing})")
-    for s in sources:
-        if s.weight is not None and not (isinstance(s.weight, (int, float)) and s.weight > 0):
-            raise ValueError(f"data.weights.{s.name} must be a positive number, got {s.weight!r}")
-        if s.pairs is not None and not (isinstance(s.pairs, int) and s.pairs > 0):
-            raise ValueError(f"data.pairs.{s.name} must be a positive integer, got {s.pairs!r}")
-    if size is not None and size < 1:
-        raise ValueError(f"data.size must be a positive number of pairs, got {size}")
-
-
-def check_streaming(data: PreferenceDataModule) -> None:
-    """What streaming needs: a validation source of each source's own (a held-out fraction needs the whole set), no
-    worker processes (the stream is read in this process), no cap over the whole set, and a mixture's weights."""
-    for source in data.sources:
-        if not source.validation:
-            raise ValueError(
-                f"data.streaming: {source.path} needs a validation source (data.val_path, or data.val_split of a Hub "
-                "set): a held-out fraction needs the whole set in memory"
-            )
-    if data.num_workers:
-        raise ValueError("data.streaming reads in the training process: set data.num_workers=0")
-    if data.max_train_pairs:
-        raise ValueError("data.max_train_pairs needs the whole set: with data.streaming, set trainer.max_steps")
-    if data.mixed and all(s.weight is None and s.pairs is None for s in data.sources):
-        raise ValueError("data.streaming with a mixture needs data.weights (the sizes are not known in advance)")

@@ -92,3 +92,27 @@ class PairSource:
             self.path, self.split, self.subset, self.data_dir, streaming=True
         )
         return SourceStream(rows, to_pair, shuffle_buffer, seed)
+
+
+def check_sources(sources: list[PairSource], size: int | None) -> None:
+    """A mixture's names and amounts: names unique; weights (with size) or pairs, for every source or none."""
+    if not sources:
+        raise ValueError("data.sources: a data module needs at least one source")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"data.sources: source names must be unique, got {names}")
+    weighted = [s.name for s in sources if s.weight is not None]
+    counted = [s.name for s in sources if s.pairs is not None]
+    if weighted and counted:
+        raise ValueError("data.weights and data.pairs: give one of them (proportions or per-source counts)")
+    for given, key in ((weighted, "weights"), (counted, "pairs")):
+        if given and len(given) != len(sources):
+            missing = sorted(set(names) - set(given))
+            raise ValueError(f"data.{key}: names must match data.sources {sorted(names)} (missing: {missing})")
+    for s in sources:
+        if s.weight is not None and not (isinstance(s.weight, (int, float)) and s.weight > 0):
+            raise ValueError(f"data.weights.{s.name} must be a positive number, got {s.weight!r}")
+        if s.pairs is not None and not (isinstance(s.pairs, int) and s.pairs > 0):
+            raise ValueError(f"data.pairs.{s.name} must be a positive integer, got {s.pairs!r}")
+    if size is not None and size < 1:
+        raise ValueError(f"data.size must be a positive number of pairs, got {size}")
