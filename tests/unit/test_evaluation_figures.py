@@ -355,6 +355,7 @@ def test_a_blind_sheet_of_the_loops_pairs_scores_the_judges_labels(tmp_path, cap
     second = score(tmp_path, tmp_path / "v.txt", judge=SecondJudge())["second_judge"]
     expected = [0.5 if q == "0.0" else float(q.startswith("1")) for q, *_ in drawn]
     assert second["same_as_loop"] == expected.count(1.0) and second["pairs"] == 6
+    assert second["ties"] == expected.count(0.5)
     reader = [True] * 3 + [False] * 2  # the reader sided with the chosen answer on the first three
     decided = [(r, o == 1.0) for r, o in zip(reader, expected) if o != 0.5]
     assert second["reader"]["decided"] == len(decided) and second["reader"]["agree"] == sum(r == j for r, j in decided)

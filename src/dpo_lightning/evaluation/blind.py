@@ -167,7 +167,8 @@ def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95, judge: 
             answers = ([as_text(pair[side]) for pair in pairs] for side in ("chosen", "rejected"))
             outcomes = [float(o) for o in judge.compare([pair["prompt"] for pair in pairs], *answers).outcomes]
             result["second_judge"] = {"name": str(getattr(judge, "name", judge)),
-                                      "same_as_loop": sum(o == 1 for o in outcomes), "pairs": len(outcomes),
+                                      "same_as_loop": sum(o == 1 for o in outcomes), "ties": outcomes.count(0.5),
+                                      "pairs": len(outcomes),
                                       "reader": agreement(verdicts, key["first_is"], outcomes, confidence)}  # fmt: skip
         return result
     outcomes = judge_outcomes(eval_dir, key["first"], key["second"])
@@ -192,15 +193,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pairs", type=int, metavar="N", help="a sheet of N of the loop's pairs (chosen vs rejected)")
     p.add_argument(
         "--judge",
-        help="with --score of a pairs sheet: another reward model (folder or hub id) to "
-        "score the same pairs, set beside the loop's judge and the reader",
+        help="with --score of a pairs sheet: another judge of the same pairs, set beside the loop's judge and the "
+        "reader: a reward model (folder or hub id), or llm:<model> for the LLM judge",
     )
     p.add_argument("--score", type=Path, help="a file of verdicts (A/B/T per prompt) to score against the key")
     args = p.parse_args(argv)
     if args.score:
         folder = args.eval_dir.parent if args.eval_dir.is_file() else args.eval_dir
         judge = None
-        if args.judge:
+        if args.judge and args.judge.startswith("llm:"):  # an LLM judge: llm:<hub id, folder or embedded:...>
+            from .llm_judge import LLMJudge
+
+            judge = LLMJudge(args.judge.removeprefix("llm:"))
+        elif args.judge:
             from .judge import RewardJudge
 
             judge = RewardJudge(args.judge)
@@ -212,9 +217,14 @@ def main(argv: list[str] | None = None) -> None:
                   f"pairs: 1); neither better on {r['ties']}")  # fmt: skip
             if "second_judge" in r:
                 j, b = r["second_judge"], r["second_judge"]["reader"]
+                with_reader = (
+                    f"the reader's on {b['agree']} of the {b['decided']} both decided: {b['rate']:.2f} "
+                    f"[{b['ci_low']:.2f}, {b['ci_high']:.2f}]"
+                    if b["decided"]
+                    else "no pair both decided"
+                )
                 print(f"{j['name']} prefers the same answer as the loop's judge on {j['same_as_loop']} of "
-                      f"{j['pairs']} pairs, and the reader's on {b['agree']} of the {b['decided']} both decided: "
-                      f"{b['rate']:.2f} [{b['ci_low']:.2f}, {b['ci_high']:.2f}]")  # fmt: skip
+                      f"{j['pairs']} pairs (ties {j['ties']}), and {with_reader}")  # fmt: skip
             return
         print(f"{r['first']} over {r['second']}: {r['wins']}/{r['ties']}/{r['losses']} (W/T/L), "
               f"win rate {r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")  # fmt: skip
