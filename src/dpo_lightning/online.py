@@ -8,7 +8,9 @@ One round r, in `<run>/round_<r>/`:
 3. **pairs**: best against worst answer per prompt (`online.pairs.min_gap`; ties give none; with
    `online.pairs.data_chosen` the data's chosen answer is ranked too) -> `pairs.jsonl`, in the format `data=jsonl`
    reads (with the scores), so any round can be replayed offline; the first `online.offline_rounds` rounds skip
-   steps 1-3 and write the data's own pairs of their prompts instead (offline data first, then online);
+   steps 1-3 and write the data's own pairs of their prompts instead (offline data first, then online); a sheet of
+   `online.read_pairs` of them, chosen and rejected shuffled, is written for a person to check the judge's labels
+   blind (`blind.md`; `python -m dpo_lightning.evaluation.blind <round> --score <verdicts>`);
 4. **train**: DPO (the configured loss, model, peft, trainer) on those pairs -> `train/` (a train.py run), starting
    from the previous round's policy; the reference is the initial policy or the previous round's
    (`online.reference=initial|previous`);
@@ -37,6 +39,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks.preemption import Preempted
+from .evaluation.blind import write_pairs_sheet
 from .evaluation.head_to_head import HEAD_TO_HEAD, head_to_head
 from .evaluation.judge import as_text
 from .models.loading import resolve_name_or_path, run_final_model
@@ -173,6 +176,10 @@ class Loop:
                 pairs = self.online_pairs(r, rdir, initial, asked, asked_ids, judge)
             atomic_lines(rdir / "pairs.jsonl", pairs)
             log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(asked))
+            if self.cfg.online.get("read_pairs") and r >= self.cfg.online.get("offline_rounds", 0):
+                sheet = write_pairs_sheet(rdir, int(self.cfg.online.read_pairs), seed=int(self.cfg.seed) + r)
+                log.info("round %d: read %s blind, then: python -m dpo_lightning.evaluation.blind %s --score "
+                         "<your verdicts>", r, sheet, rdir)  # fmt: skip
         self.phase_hook("train", r)
         if not (rdir / "train" / "metrics.json").is_file():
             train(round_train_config(self.cfg, self.out, r, rdir))

@@ -67,6 +67,14 @@ def test_two_rounds_write_their_files_and_a_table(straight):
         config = yaml.safe_load((rdir / "train" / "config.yaml").read_text())
         assert config["data"]["path"] == str(rdir / "pairs.jsonl")
         assert config["data"]["val_path"] == str(straight / "val.jsonl")
+    # each round's blind sheet of its pairs (online.read_pairs): the reader who takes the judge's side every time
+    # agrees with it on every pair
+    from dpo_lightning.evaluation.blind import KEY_FILE, score
+
+    key = json.loads((straight / "round_1" / KEY_FILE).read_text())
+    assert len(key["first_is"]) == len(pairs) and (straight / "round_1" / "blind.md").is_file()
+    (straight / "verdicts.txt").write_text(" ".join(key["first_is"]))
+    assert score(straight / "round_1", straight / "verdicts.txt")["judge_agreement"]["rate"] == 1.0
     later = yaml.safe_load((straight / "round_1" / "train" / "config.yaml").read_text())
     assert later["model"]["init_from"] == str(straight / "round_0" / "train")  # from the previous round's policy
     assert later["reference_model"]["init_from"] is None  # online.reference=initial: the initial policy
@@ -183,6 +191,7 @@ def test_offline_rounds_learn_the_data_pairs_then_the_loop_goes_online(straight,
     data = {(row["chosen"], row["rejected"]) for row in builtin}
     first = run / "round_0"
     assert not (first / "samples.jsonl").exists() and not (first / "scores.jsonl").exists()
+    assert not (first / "blind.md").exists() and (run / "round_1" / "blind.md").is_file()  # no judge's labels to read
     pairs = read_lines(first / "pairs.jsonl")
     assert [p["prompt"] for p in pairs] == [s["prompt"] for s in read_lines(straight / "round_0" / "samples.jsonl")]
     assert all((as_text(p["chosen"]), as_text(p["rejected"])) in data for p in pairs)
