@@ -8,9 +8,9 @@ One round r, in `<run>/round_<r>/`:
 3. **pairs**: best against worst answer per prompt (`online.pairs.min_gap`; ties give none; with
    `online.pairs.data_chosen` the data's chosen answer is ranked too) -> `pairs.jsonl`, in the format `data=jsonl`
    reads (with the scores), so any round can be replayed offline; the first `online.offline_rounds` rounds skip
-   steps 1-3 and write the data's own pairs of their prompts instead (offline data first, then online); a sheet of
-   `online.read_pairs` of them, chosen and rejected shuffled, is written for a person to check the judge's labels
-   blind (`blind.md`; `python -m dpo_lightning.evaluation.blind <round> --score <verdicts>`);
+   steps 1-3 and write the data's own pairs of their prompts instead (offline data first, then online). A sampled
+   round also writes `blind.md`: `online.read_pairs` of its pairs, chosen and rejected shuffled, for a person to
+   check the judge's labels (`python -m dpo_lightning.evaluation.blind <round> --score <verdicts>`);
 4. **train**: DPO (the configured loss, model, peft, trainer) on those pairs -> `train/` (a train.py run), starting
    from the previous round's policy; the reference is the initial policy or the previous round's
    (`online.reference=initial|previous`);

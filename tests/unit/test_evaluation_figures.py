@@ -359,6 +359,15 @@ def test_a_blind_sheet_of_the_loops_pairs_scores_the_judges_labels(tmp_path, cap
     reader = [True] * 3 + [False] * 2  # the reader sided with the chosen answer on the first three
     decided = [(r, o == 1.0) for r, o in zip(reader, expected) if o != 0.5]
     assert second["reader"]["decided"] == len(decided) and second["reader"]["agree"] == sum(r == j for r, j in decided)
+    # a conversation's turns are named by their roles (a single user turn is shown as its text)
+    from dpo_lightning.evaluation.blind import dialogue
+
+    turns = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "q"},
+    ]
+    assert dialogue(turns) == "user: hi\nassistant: hello\nuser: q" and dialogue(turns[:1]) == "hi" == dialogue("hi")
     # one round's folder, or its file, serves as well; a folder without pairs is named in the error
     assert "Q: q1." in write_pairs_sheet(tmp_path / "round_1" / "pairs.jsonl", n=2).read_text()
     (tmp_path / "empty").mkdir()
