@@ -167,7 +167,8 @@ class Loop:
         chosen = self.round_prompts(r, len(prompts))
         if not (rdir / "pairs.jsonl").is_file():
             asked, asked_ids = [prompts[i] for i in chosen], [prompt_ids[i] for i in chosen]
-            if r < self.cfg.online.get("offline_rounds", 0):
+            offline = r < self.cfg.online.get("offline_rounds", 0)  # the data's own pairs: no judge's labels
+            if offline:
                 pairs = [
                     {**self.data_pairs[prompt_key(p)], "chosen_source": "data", "rejected_source": "data"}
                     for p in asked
@@ -176,7 +177,7 @@ class Loop:
                 pairs = self.online_pairs(r, rdir, initial, asked, asked_ids, judge)
             atomic_lines(rdir / "pairs.jsonl", pairs)
             log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(asked))
-            if self.cfg.online.get("read_pairs") and r >= self.cfg.online.get("offline_rounds", 0):
+            if self.cfg.online.get("read_pairs") and not offline:
                 sheet = write_pairs_sheet(rdir, int(self.cfg.online.read_pairs), seed=int(self.cfg.seed) + r)
                 log.info("round %d: read %s blind, then: python -m dpo_lightning.evaluation.blind %s --score "
                          "<your verdicts>", r, sheet, rdir)  # fmt: skip

@@ -28,6 +28,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from ..online_pairs import read_lines
 from .head_to_head import HEAD_TO_HEAD, paired_answers, read_generations
 from .intervals import wilson
 from .judge import as_text
@@ -88,7 +89,7 @@ def dialogue(prompt: Any) -> str:
 def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
     """blind.md with `n` pairs drawn (seeded) from the pairs files under `path`, chosen and rejected in a seeded
     random order; blind_key.json records the side of each chosen answer and where each pair came from."""
-    rows = [(f, i, json.loads(line)) for f in pairs_files(path) for i, line in enumerate(f.open()) if line.strip()]
+    rows = [(f, i, pair) for f in pairs_files(path) for i, pair in enumerate(read_lines(f))]
     rng = random.Random(seed)
     drawn = rng.sample(rows, min(n, len(rows)))
     swaps = [rng.random() < 0.5 for _ in drawn]
@@ -98,7 +99,7 @@ def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
         a, b = (rejected, chosen) if swap else (chosen, rejected)
         key.append("B" if swap else "A")
         parts.append(f"## {number}\nQ: {dialogue(pair['prompt'])}\n\nA: {a}\n\nB: {b}\n")
-    folder = path.parent if path.is_file() else path
+    folder = sheet_folder(path)
     sheet = folder / SHEET_FILE
     head = f"# Blind reading: {len(drawn)} pairs. Verdicts: A, B or T (neither better), one per pair, in order.\n\n"
     sheet.write_text(head + "\n".join(parts))
@@ -109,14 +110,18 @@ def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def drawn_pairs(folder: Path, sources: list[str]) -> list[dict]:
-    """The pairs a sheet drew, from blind_key.json's `pairs` (`<file>:<line>`, the file relative to `folder`)."""
-    files: dict[str, list[str]] = {}
+    """The pairs a sheet drew, from blind_key.json's `pairs` (`<file>:<row>`, the file relative to `folder`)."""
+    files: dict[str, list[dict]] = {}
     rows = []
     for source in sources:
-        name, line = source.rsplit(":", 1)
-        lines = files.setdefault(name, (folder / name).read_text().splitlines())
-        rows.append(json.loads(lines[int(line) - 1]))
+        name, row = source.rsplit(":", 1)
+        rows.append(files.setdefault(name, read_lines(folder / name))[int(row) - 1])
     return rows
+
+
+def sheet_folder(path: Path) -> Path:
+    """Where a sheet of `path`'s pairs and its key are written: the folder, or a pairs file's own folder."""
+    return path.parent if path.is_file() else path
 
 
 def judge_outcomes(eval_dir: Path, first: str, second: str) -> list[float] | None:
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--score", type=Path, help="a file of verdicts (A/B/T per prompt) to score against the key")
     args = p.parse_args(argv)
     if args.score:
-        folder = args.eval_dir.parent if args.eval_dir.is_file() else args.eval_dir
+        folder = sheet_folder(args.eval_dir)
         judge = None
         if args.judge and args.judge.startswith("llm:"):  # an LLM judge: llm:<hub id, folder or embedded:...>
             from .llm_judge import LLMJudge

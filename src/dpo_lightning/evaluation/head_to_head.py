@@ -120,8 +120,8 @@ def length_controlled(
         return float(1 / (1 + np.exp(-logistic_fit(o, x, ridge)[0])))
 
     low, high = bca((o, x), at_equal_length, resamples, confidence, seed, paired=True, vectorized=False)
-    intercept, slope = logistic_fit(o, x, ridge)
-    return {"value": float(1 / (1 + np.exp(-intercept))), "ci_low": low, "ci_high": high, "slope": float(slope)}
+    slope = logistic_fit(o, x, ridge)[1]
+    return {"value": at_equal_length(o, x), "ci_low": low, "ci_high": high, "slope": float(slope)}
 
 
 def logistic_fit(o: np.ndarray, x: np.ndarray, ridge: float, steps: int = 50) -> np.ndarray:
