@@ -73,7 +73,7 @@ if want big; then
     model.shape=$SHAPE model.device=$DEVICE model.tokenizer_from=$TOK data=hh data.path=$DATA data.max_length=1024 \
     data.max_prompt_length=512 data.batch_size=4 data.max_train_pairs=56 data.max_val_pairs=8 $TRAINER \
     trainer.max_steps=$STEPS trainer.log_every_n_steps=4 +trainer.limit_val_batches=0 \
-    +trainer.enable_checkpointing=false callbacks=none +callbacks.step_timer._target_=dpo_lightning.callbacks.StepTimer \
+    +trainer.enable_checkpointing=false callbacks=none +callbacks.step_timer._target_=dpo_lightning.lightning.callbacks.StepTimer \
     +callbacks.step_timer.peak_tflops=989 logger=csv hydra.run.dir=/tmp/runs/train_8b
   cp /tmp/runs/train_8b/csv/metrics.csv "$OUT/train_8b_metrics.csv" 2>/dev/null
   cp /tmp/runs/train_8b/metrics.json "$OUT/train_8b_metrics.json" 2>/dev/null
@@ -85,7 +85,7 @@ if want train; then
   # root unit, activation checkpointing per decoder layer, and the precomputed reference.
   TINY="model=tiny model.tokenizer_from=$TOK data.max_train_pairs=32 data.max_val_pairs=16 trainer.max_steps=4 logger=csv"
   GPU=(trainer=fsdp trainer.devices=1 trainer.precision=bf16-mixed
-       'trainer.strategy.activation_checkpointing_policy={_target_: dpo_lightning.strategies.decoder_layers}')
+       'trainer.strategy.activation_checkpointing_policy={_target_: dpo_lightning.lightning.strategies.decoder_layers}')
   [ "${DRY_RUN:-0}" = 1 ] && GPU=(trainer=cpu)
   step train_fsdp "${TRAIN_LIMIT:-45}" python3 train.py $TINY "${GPU[@]}" module.precompute_ref=true \
     hydra.run.dir=/tmp/runs/fsdp

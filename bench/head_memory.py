@@ -4,7 +4,7 @@
     python bench/head_memory.py --rows 512 --hidden 576 --vocab 49152 --dtype float32   # the embedded SmolLM2 head
 
 "plain" is what a trainer without a fused head does (TRL's DPOTrainer among them): `logits = h W^T`, upcast to fp32,
-log_softmax, gather the targets, and autograd for the backward. "tiled" is `dpo_lightning.logprobs.token_logps`.
+log_softmax, gather the targets, and autograd for the backward. "tiled" is `dpo_lightning.core.logprobs.token_logps`.
 Each runs in its own child process on the same random inputs; the memory figure is the peak memory (RSS on CPU,
 `torch.cuda.max_memory_allocated` on GPU) of the first step above the inputs (weights and hidden states): the
 gradients themselves plus the temporaries, i.e. what the head adds to a training step's peak. Seconds are those of
@@ -30,7 +30,7 @@ def child(args) -> dict:
     sys.path.insert(0, args.src)
     from torch import nn
 
-    from dpo_lightning.logprobs import ResponseStates, token_logps
+    from dpo_lightning.core.logprobs import ResponseStates, token_logps
 
     torch.manual_seed(0)
     dtype, dev = getattr(torch, args.dtype), args.device

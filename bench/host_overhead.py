@@ -108,10 +108,10 @@ def child(args) -> dict:
     from workload import load_pairs
 
     from dpo_lightning import DPOModule
-    from dpo_lightning.callbacks import NonFiniteGuard, StepTimer
+    from dpo_lightning.core.losses import DPOLoss
     from dpo_lightning.data import PackedPairCollator
     from dpo_lightning.data.tokenize import pad_token_id
-    from dpo_lightning.losses import DPOLoss
+    from dpo_lightning.lightning.callbacks import NonFiniteGuard, StepTimer
     from dpo_lightning.models import build_random_llama
 
     torch.manual_seed(0)

@@ -87,9 +87,9 @@ def child(args) -> dict:
 
 # -- parity: the first batch scored both ways in fp32 -----------------------------------------------------------
 def parity(args) -> dict:
+    from dpo_lightning.core.logprobs import response_states, sequence_logps
     from dpo_lightning.data import PackedPairCollator
     from dpo_lightning.data.tokenize import pad_token_id
-    from dpo_lightning.logprobs import response_states, sequence_logps
 
     policy, tokenizer = load_model(args, torch.float32)
     reference = load_model(args, torch.float32)[0].eval()

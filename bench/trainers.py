@@ -34,9 +34,9 @@ def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -
     from torch.utils.data import DataLoader
 
     from dpo_lightning import DPOModule
+    from dpo_lightning.core.losses import DPOLoss
     from dpo_lightning.data import PackedPairCollator, PairCollator
     from dpo_lightning.data.tokenize import pad_token_id
-    from dpo_lightning.losses import DPOLoss
 
     pad = pad_token_id(tokenizer)
     if opts.get("lora") == "true":  # adapters on every linear layer; the reference is the adapter disabled
@@ -53,9 +53,9 @@ def run_ours(args, opts, policy, load_reference, tokenizer, pairs, info: dict) -
     loader = DataLoader(pairs, batch_size=args.batch, shuffle=False, collate_fn=collator)
     fused = opts.get("optim", "fused") == "fused"  # optim=foreach: the multi-tensor AdamW instead of the fused one
     if opts.get("precompute_ref") == "true":  # reference log-probs once, before the timed loop; the reference is freed
-        from dpo_lightning import refcache
-        from dpo_lightning.logprobs import pair_logps, response_states
-        from dpo_lightning.reference import Precomputed
+        from dpo_lightning.core import refcache
+        from dpo_lightning.core.logprobs import pair_logps, response_states
+        from dpo_lightning.core.reference import Precomputed
 
         def score(batch):
             with torch.no_grad():

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dpo_lightning.tables import write_table
+from dpo_lightning.core.tables import write_table
 
 COLUMNS = ["val/rewards/accuracies", "val/rewards/margins", "val/kl", "val/loss", "train/loss"]
 PLOTTED = ["val/rewards/accuracies", "val/rewards/margins", "val/kl"]

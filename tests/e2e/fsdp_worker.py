@@ -27,9 +27,9 @@ def worker(rank: int, world: int, port: str, tied: bool, out: str, mode: str = "
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
     from dpo_lightning import DPOModule
+    from dpo_lightning.core.losses import DPOLoss
     from dpo_lightning.data import PackedPairCollator, TokenizedPair
-    from dpo_lightning.losses import DPOLoss
-    from dpo_lightning.strategies import decoder_layers
+    from dpo_lightning.lightning.strategies import decoder_layers
 
     model = tiny_llama(hidden=32, tie=tied, dtype="float32")
     reference = copy.deepcopy(model)
@@ -97,7 +97,7 @@ def sharded(module, mixed_precision=None):
     from torch.distributed.fsdp import ShardingStrategy
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-    from dpo_lightning.strategies import decoder_layers
+    from dpo_lightning.lightning.strategies import decoder_layers
 
     class Root(torch.nn.Module):  # Lightning's FSDP root: the LightningModule, whose forward is redirected
         def __init__(self, m):
@@ -118,9 +118,11 @@ def sharded(module, mixed_precision=None):
 
 
 def precompute(rank: int, model, reference, ids, out: str, pristine) -> None:
-    from dpo_lightning import DPOModule, refcache
+    from dpo_lightning import DPOModule
+    from dpo_lightning.core import refcache
+    from dpo_lightning.core.losses import DPOLoss
     from dpo_lightning.data import PackedPairCollator, TokenizedPair
-    from dpo_lightning.losses import DPOLoss
+    from dpo_lightning.lightning.precompute import batch_scorer
 
     batches = [
         PackedPairCollator(0)([TokenizedPair(ids(3 + i), ids(2 + i), ids(4 + 2 * i)) for i in range(k, k + 2)])
@@ -130,12 +132,12 @@ def precompute(rank: int, model, reference, ids, out: str, pristine) -> None:
     key = refcache.fingerprint(reference)  # what DPOModule.setup takes, before the weights are sharded
     whole_elements = sum(p.numel() for p in reference.parameters())
     reference_copy = copy.deepcopy(reference)
-    whole = module.reference.scorer(module)  # the unsharded pass, for comparison
+    whole = batch_scorer(module)  # the unsharded pass, for comparison
     expected = refcache.compute(whole, batches, refcache.ReferenceLogps.empty())  # one process: every batch
     root = sharded(module)
     local = sum(p.numel() for p in reference.parameters())  # this rank's shard of the reference
     calls = []
-    score = module.reference.scorer(module, root)
+    score = batch_scorer(module, root)
     counted = lambda b: calls.append(b.n_pairs) or score(b)  # noqa: E731
     got = refcache.compute(counted, batches, refcache.ReferenceLogps.empty(), rank, 2, lockstep=True)
     keys = expected.keys
@@ -156,13 +158,11 @@ def precompute(rank: int, model, reference, ids, out: str, pristine) -> None:
     bf16 = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.float32)
     root = sharded(mixed, bf16)
     try:  # the pass outside the root unit: what failed on the GPU
-        mixed.reference.scorer(mixed)(batches[0])
+        batch_scorer(mixed)(batches[0])
         result["outside_root"] = "ran"
     except RuntimeError as error:
         result["outside_root"] = str(error)[:200]
-    got = refcache.compute(
-        mixed.reference.scorer(mixed, root), batches, refcache.ReferenceLogps.empty(), rank, 2, lockstep=True
-    )
+    got = refcache.compute(batch_scorer(mixed, root), batches, refcache.ReferenceLogps.empty(), rank, 2, lockstep=True)
     result["bf16_max_rel_diff"] = max(
         ((a - b).abs() / b.abs()).max().item() for a, b in zip(got.lookup(keys), expected.lookup(keys))
     )

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import compose, run_script, smoke
-from dpo_lightning.model_card import render_card
+from dpo_lightning.evaluation.model_card import render_card
 
 TOKEN = "hf_" + "a1B2c3D4e5F6g7H8i9J0kLmN"
 
@@ -41,7 +41,7 @@ def test_mlflow_logs_the_same_metrics_params_and_generation_tables(tmp_path):
 def test_every_export_has_a_card_and_hub_push_uploads_it_without_leaking_the_token(tmp_path, monkeypatch, capfd):
     import huggingface_hub
 
-    from dpo_lightning.training import train
+    from dpo_lightning.tasks.train import train
 
     calls = []
 
@@ -105,7 +105,7 @@ def test_the_card_names_the_base_model_hub_datasets_mixture_sources_and_lora(tmp
 
 @pytest.mark.parametrize("bad", ["me/x y", "../escape"])
 def test_card_base_model_is_only_a_hub_id(bad):
-    from dpo_lightning.model_card import base_model
+    from dpo_lightning.evaluation.model_card import base_model
 
     assert base_model({"model": {"name_or_path": bad}}) is None
     assert base_model({"model": {"name_or_path": "org/model-1.5B"}}) == "org/model-1.5B"

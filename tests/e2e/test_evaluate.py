@@ -13,13 +13,13 @@ from torch.testing import assert_close
 from torch.utils.data import DataLoader
 
 from conftest import run_script, smoke
+from dpo_lightning.core.statistics import wilson
 from dpo_lightning.data import PairCollator, TokenizedPair
 from dpo_lightning.evaluation.diversity import top_opening
 from dpo_lightning.evaluation.head_to_head import length_controlled
-from dpo_lightning.evaluation.intervals import wilson
-from dpo_lightning.evaluation.judge import Comparison, RewardJudge, as_text, outcomes_from_scores, win_rate
 from dpo_lightning.evaluation.rows import fmt
 from dpo_lightning.evaluation.scoring import preference_accuracy, score_pairs
+from dpo_lightning.judges.reward import Comparison, RewardJudge, as_text, outcomes_from_scores, win_rate
 
 GEN = ["generation.num_prompts=3", "generation.max_new_tokens=8", "bootstrap_resamples=500"]
 
@@ -94,7 +94,7 @@ def test_metrics_match_a_direct_computation(trained_run, evaluated):
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM
 
-    from dpo_lightning.logprobs import plain_sequence_logps
+    from dpo_lightning.core.logprobs import plain_sequence_logps
 
     metrics = json.loads((evaluated / "metrics.json").read_text())
     run_cfg = OmegaConf.load(trained_run / "config.yaml")
@@ -298,18 +298,18 @@ def test_judge_auto_trains_once_on_the_runs_data_and_is_cached(trained_run, tmp_
 
     from omegaconf import OmegaConf
 
-    from dpo_lightning.evaluation.auto_judge import cached_judge, judge_config, judge_key
+    from dpo_lightning.tasks.judge_training import cached_judge, judge_config, judge_key
 
     run_config = OmegaConf.load(trained_run / "config.yaml")
     small = {"trainer": {"max_epochs": 1}}
     cfg = judge_config(run_config, small)
-    assert cfg.module._target_ == "dpo_lightning.reward.RewardModule" and cfg.data.packing is False
+    assert cfg.module._target_ == "dpo_lightning.lightning.reward.RewardModule" and cfg.data.packing is False
     assert cfg.data.path == run_config.data.path and cfg.model.name_or_path == run_config.model.name_or_path
-    with caplog.at_level(logging.INFO, logger="dpo_lightning.evaluation.auto_judge"):
+    with caplog.at_level(logging.INFO, logger="dpo_lightning.tasks.judge_training"):
         first = cached_judge(run_config, small, cache_dir=str(tmp_path))
         second = cached_judge(run_config, small, cache_dir=str(tmp_path))
     assert first == second == str(tmp_path / "judges" / judge_key(cfg) / "final")
-    mine = [r.message.split(" ")[0] for r in caplog.records if r.name == "dpo_lightning.evaluation.auto_judge"]
+    mine = [r.message.split(" ")[0] for r in caplog.records if r.name == "dpo_lightning.tasks.judge_training"]
     assert mine == ["Training", "Judge"]  # trained once, then read from the cache
     assert judge_key(judge_config(run_config, {"trainer": {"max_epochs": 2}})) != judge_key(cfg)
     disjoint = judge_config(run_config, small, data_path="builtin:judge")  # judge=auto on the built-in set

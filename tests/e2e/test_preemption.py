@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, assert_same_training, learning_metrics, run_script, smoke
-from dpo_lightning.callbacks import PREEMPTED_EXIT_CODE
+from dpo_lightning.lightning.callbacks import PREEMPTED_EXIT_CODE
 
 HERE = os.path.dirname(__file__)
 RUN = [
@@ -103,7 +103,7 @@ def test_a_damaged_reference_cache_is_recomputed_with_a_warning(tmp_path):
     proc = run_script(*common, f"hydra.run.dir={again}")
     out = proc.stdout + proc.stderr
     assert f"reference log-prob cache {cache} is damaged" in out and "0 pairs from the cache" in out
-    from dpo_lightning.refcache import ReferenceLogps
+    from dpo_lightning.core.refcache import ReferenceLogps
 
     assert len(ReferenceLogps.load(cache)) == 24 + 8  # rewritten whole
     a = learning_metrics(json.loads((clean / "metrics.json").read_text()))
@@ -118,8 +118,8 @@ def test_the_signal_is_handed_on_to_the_handler_installed_before_the_run(tmp_pat
     import signal
 
     from conftest import compose
-    from dpo_lightning.callbacks import Preempted
-    from dpo_lightning.training import train
+    from dpo_lightning.lightning.callbacks import Preempted
+    from dpo_lightning.tasks.train import train
 
     calls = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))

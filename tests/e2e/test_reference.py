@@ -10,7 +10,7 @@ import yaml
 from torch.testing import assert_close
 
 from conftest import SMOKE, learning_metrics, run_script
-from dpo_lightning.refcache import ReferenceLogps
+from dpo_lightning.core.refcache import ReferenceLogps
 
 
 def test_train_with_precomputed_reference_matches_live_reference_and_reuses_the_cache(tmp_path):

@@ -54,7 +54,7 @@ def test_kill_mid_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
-    from dpo_lightning.checkpointing import AtomicCheckpointIO
+    from dpo_lightning.lightning.checkpointing import AtomicCheckpointIO
 
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "step": 1}, path)
@@ -74,7 +74,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
 
 def test_final_export_is_atomic(tmp_path, monkeypatch):
-    from dpo_lightning.callbacks import export as export_module
+    from dpo_lightning.lightning.callbacks import export as export_module
     from dpo_lightning.models import build_tiny_llama
 
     loaded = build_tiny_llama()
@@ -106,13 +106,13 @@ def nan_run(tmp_path, action):
         "+callbacks.inject_nan.at_batch=2",
         output_dir=tmp_path,
     )
-    from dpo_lightning.training import train
+    from dpo_lightning.tasks.train import train
 
     return train(cfg)
 
 
 def test_injected_nan_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
-    from dpo_lightning.callbacks import NonFiniteError
+    from dpo_lightning.lightning.callbacks import NonFiniteError
 
     with pytest.raises(NonFiniteError, match=r"non-finite loss.*at optimizer step 2 \(epoch 0, batch 2\)"):
         nan_run(tmp_path, "stop")

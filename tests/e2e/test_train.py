@@ -119,7 +119,7 @@ def test_multirun_over_beta(tmp_path):
 
 
 def test_hydra_main_returns_the_optimized_metric(tmp_path):
-    from dpo_lightning.training import optimized_value, train
+    from dpo_lightning.tasks.train import optimized_value, train
 
     cfg = compose(
         *SMOKE,
@@ -161,7 +161,7 @@ def test_train_embedded_smollm2_for_two_steps(tmp_path):
 def test_sft_then_dpo_from_the_sft_model(tmp_path):
     sft, dpo = tmp_path / "sft", tmp_path / "dpo"
     run_script("train.py", "experiment=hh_sft", "data=builtin", *SMOKE, "trainer.max_steps=2", f"hydra.run.dir={sft}")
-    assert yaml.safe_load((sft / "config.yaml").read_text())["loss"]["_target_"] == "dpo_lightning.losses.SFTLoss"
+    assert yaml.safe_load((sft / "config.yaml").read_text())["loss"]["_target_"] == "dpo_lightning.core.losses.SFTLoss"
     run_script(
         "train.py",
         "experiment=hh_dpo_from_sft",
@@ -183,7 +183,7 @@ def test_sft_then_dpo_from_the_sft_model(tmp_path):
     # evaluate.py base_model=pretrained compares with the model before SFT; the default, with the SFT model
     from omegaconf import OmegaConf
 
-    from dpo_lightning.evaluation.runner import Run, load_models
+    from dpo_lightning.tasks.evaluate import Run, load_models
 
     run = Run(dpo, OmegaConf.load(dpo / "config.yaml"), dpo / "eval", torch.device("cpu"))
     pretrained = instantiate(compose("model=tiny").model).model.state_dict()

@@ -13,8 +13,13 @@ import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from dpo_lightning import checkpointing
-from dpo_lightning.checkpointing import AtomicCheckpointIO, DiskFullError, checkpoint_problem, resumable_checkpoint
+from dpo_lightning.lightning import checkpointing
+from dpo_lightning.lightning.checkpointing import (
+    AtomicCheckpointIO,
+    DiskFullError,
+    checkpoint_problem,
+    resumable_checkpoint,
+)
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -75,7 +80,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_names_path_and_space(tmp_
 
 
 def test_a_full_disk_during_export_keeps_the_previous_final(tmp_path, monkeypatch):
-    from dpo_lightning.callbacks import export as export_module
+    from dpo_lightning.lightning.callbacks import export as export_module
     from dpo_lightning.models import build_tiny_llama
 
     loaded = build_tiny_llama()

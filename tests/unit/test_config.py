@@ -151,7 +151,7 @@ def test_other_group_options(group, tmp_path):
         elif group == "callbacks":
             assert all(instantiate(c) is not None for c in (node or {}).values())
         elif group == "module":
-            modules = {"reward": "dpo_lightning.reward.RewardModule"}
+            modules = {"reward": "dpo_lightning.lightning.reward.RewardModule"}
             assert node._target_ == modules.get(name, "dpo_lightning.DPOModule")
             if name == "fast":  # the host-light step: the default module with three switches on
                 assert node.compile and node.sync_free and node.head_vocab_chunk_size == "auto"
@@ -165,7 +165,7 @@ def test_the_reward_config_composes_train_yaml_with_a_reward_module():
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = hydra_compose("reward", overrides=["paths.output_dir=unused", "data=hh", "peft=lora"])
-    assert "loss" not in cfg and cfg.module._target_ == "dpo_lightning.reward.RewardModule"
+    assert "loss" not in cfg and cfg.module._target_ == "dpo_lightning.lightning.reward.RewardModule"
     assert cfg.data.packing is False and cfg.data.format._target_.endswith("HHFormat") and cfg.peft.r == 16
     assert cfg.optimized_metric == "val/accuracy" and cfg.callbacks.sample_generations.num_prompts == 0
     validate_config(cfg)
@@ -195,7 +195,7 @@ def test_the_readme_command_composes():
     cfg = compose("model=mistral", "data=shp", "loss.beta=0.1")
     assert cfg.model.name_or_path == "mistralai/Mistral-7B-v0.1"
     assert cfg.data.format._target_ == "dpo_lightning.data.SHPFormat" and cfg.data.path == "stanfordnlp/SHP"
-    assert cfg.loss.beta == 0.1 and cfg.loss._target_ == "dpo_lightning.losses.DPOLoss"
+    assert cfg.loss.beta == 0.1 and cfg.loss._target_ == "dpo_lightning.core.losses.DPOLoss"
     assert OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
@@ -290,8 +290,8 @@ def test_every_judge_option_composes_into_eval_yaml_and_builds(tiny_model_dir):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from dpo_lightning.evaluation.judge import RewardJudge
-    from dpo_lightning.evaluation.llm_judge import LLMJudge
+    from dpo_lightning.judges.llm import LLMJudge
+    from dpo_lightning.judges.reward import RewardJudge
 
     def judge(*overrides):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

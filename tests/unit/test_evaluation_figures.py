@@ -9,14 +9,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dpo_lightning.core.losses import PairLogps
+from dpo_lightning.core.statistics import wilson
 from dpo_lightning.evaluation.diversity import distinct_n, diversity, repetition, top_opening, top_phrase, words
-from dpo_lightning.evaluation.intervals import wilson
-from dpo_lightning.evaluation.judge import Comparison, judge_accuracy, outcomes_from_scores, win_rate
-from dpo_lightning.evaluation.llm_judge import order_swapped_outcomes
 from dpo_lightning.evaluation.result import EvaluationResult
 from dpo_lightning.evaluation.rows import Thresholds
 from dpo_lightning.evaluation.scoring import likelihood_displacement
-from dpo_lightning.losses import PairLogps
+from dpo_lightning.judges.llm import order_swapped_outcomes
+from dpo_lightning.judges.reward import Comparison, judge_accuracy, outcomes_from_scores, win_rate
 
 ANSWERS = ["I can't help with that.", "I can't help you, sorry.", "Low. It's a myth."]
 
@@ -117,7 +117,7 @@ def test_score_outcomes_and_judge_accuracy_count_ties_half():
 def test_llm_judge_on_the_tiny_model(tiny_model_dir):
     """The mechanics on a real (tiny, random) chat model: the batched, left-padded preference equals the one-prompt
     computation from the model's logits, swapping the answers swaps the verdicts, and a tie is where orders disagree."""
-    from dpo_lightning.evaluation.llm_judge import LLMJudge
+    from dpo_lightning.judges.llm import LLMJudge
 
     judge = LLMJudge(str(tiny_model_dir), batch_size=3, max_answer_tokens=64)
     prompts = ["Is the Pacific the largest ocean?", "How do I pick a lock?", "Tell me a joke.", "Say hi."]
@@ -197,7 +197,7 @@ def test_a_self_trained_or_weak_judge_is_flagged():
 
 
 def test_judge_auto_learns_from_disjoint_pairs_where_there_are_such():
-    from dpo_lightning.evaluation.auto_judge import judge_data_path
+    from dpo_lightning.tasks.judge_training import judge_data_path
 
     builtin = OmegaConf.create({"data": {"path": "builtin:train"}})
     assert judge_data_path(builtin, "auto") == ("builtin:judge", False)
@@ -210,7 +210,7 @@ def test_judge_auto_starts_from_the_pretrained_model_not_the_runs_sft_model():
     """A run that started from an SFT model (the main job) hands its judge the model before SFT: the SFT model has
     learned the training pairs' chosen answers. The judge is the same, and cached under the same key, either way."""
     from conftest import compose
-    from dpo_lightning.evaluation.auto_judge import judge_config, judge_key
+    from dpo_lightning.tasks.judge_training import judge_config, judge_key
 
     sft = compose("experiment=main", "model.init_from=/runs/sft")
     judged = judge_config(sft, data_path="builtin:judge")
@@ -220,7 +220,7 @@ def test_judge_auto_starts_from_the_pretrained_model_not_the_runs_sft_model():
 
 def test_judge_negatives_are_derived_from_the_pairs_themselves():
     from dpo_lightning.data.formats import PreferencePair
-    from dpo_lightning.evaluation.auto_judge import with_negatives
+    from dpo_lightning.tasks.judge_training import with_negatives
 
     pairs = [
         PreferencePair("p0", "Own it. Say sorry.", "Lie."),
@@ -317,7 +317,7 @@ def test_a_blind_sheet_of_the_loops_pairs_scores_the_judges_labels(tmp_path, cap
     import re
 
     from dpo_lightning.evaluation.blind import main, score, write_pairs_sheet
-    from dpo_lightning.evaluation.judge import as_text
+    from dpo_lightning.judges.reward import as_text
 
     # an online run's two rounds: chat pairs (as the loop writes them) and plain-text ones; chosen "c<r>.<i>"
     for r in range(2):

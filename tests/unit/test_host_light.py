@@ -12,10 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from dpo_lightning import DPOModule
-from dpo_lightning.callbacks import NonFiniteError, NonFiniteGuard
+from dpo_lightning.core.lm_head import GPU_TILE_ELEMENTS, VOCAB_CHUNK, vocab_tile
+from dpo_lightning.core.losses import DPOLoss
 from dpo_lightning.data import PackedPairCollator, TokenizedPair
-from dpo_lightning.lm_head import GPU_TILE_ELEMENTS, VOCAB_CHUNK, vocab_tile
-from dpo_lightning.losses import DPOLoss
+from dpo_lightning.lightning.callbacks import NonFiniteError, NonFiniteGuard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from nan_injection import InjectNaN  # noqa: E402

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dpo_lightning.evaluation.intervals import bca_mean, proportion, wilson
+from dpo_lightning.core.statistics import bca_mean, proportion, wilson
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_jackknife_of_the_mean_is_the_textbook_standard_error():
     """For the mean, the jackknife's standard error is exactly s / sqrt(n) (s with n - 1): the interval by hand."""
     import numpy as np
 
-    from dpo_lightning.evaluation.intervals import jackknife
+    from dpo_lightning.core.statistics import jackknife
 
     data = np.array([2.0, 4.0, 4.0, 5.0, 7.0, 9.0])
     ci = jackknife(lambda idx: data[idx].mean(), len(data))

@@ -9,15 +9,15 @@ import torch
 from torch.testing import assert_close
 
 from conftest import tiny_llama
-from dpo_lightning.data import PairCollator, TokenizedPair
-from dpo_lightning.lm_head import ChunkedTokenLogps
-from dpo_lightning.logprobs import (
+from dpo_lightning.core.lm_head import ChunkedTokenLogps
+from dpo_lightning.core.logprobs import (
     has_plain_head,
     plain_sequence_logps,
     response_states,
     sequence_logps,
     token_kl,
 )
+from dpo_lightning.data import PairCollator, TokenizedPair
 from dpo_lightning.models import wrap_lora
 
 
@@ -130,7 +130,7 @@ def test_plain_path_is_taken_for_unknown_heads(caplog):
     model = tiny_llama()
     model.config.model_type = "some_softcapped_model"
     assert not has_plain_head(model)
-    with caplog.at_level("WARNING", logger="dpo_lightning.logprobs"):
+    with caplog.at_level("WARNING", logger="dpo_lightning.core.logprobs"):
         states = response_states(model, batch())
     assert "'some_softcapped_model' is not known to compute its logits as a plain linear head" in caplog.text
     assert states.head is None and states.logits is not None

@@ -9,11 +9,12 @@ import torch
 from torch.testing import assert_close
 
 from dpo_lightning import DPOModule
+from dpo_lightning.core.losses import DPOLoss, SimPOLoss
+from dpo_lightning.core.refcache import ReferenceLogps
+from dpo_lightning.core.reference import AdapterDisabled, FrozenCopy, NoReference, Precomputed, build_reference
 from dpo_lightning.data import PairCollator, PairTokenizer, PreferencePair
-from dpo_lightning.losses import DPOLoss, SimPOLoss
+from dpo_lightning.lightning.precompute import precompute_reference
 from dpo_lightning.models import build_tiny_llama, wrap_lora
-from dpo_lightning.refcache import ReferenceLogps
-from dpo_lightning.reference import AdapterDisabled, FrozenCopy, NoReference, Precomputed, build_reference
 
 
 def make_batch(tokenizer):
@@ -102,7 +103,7 @@ def test_precomputed_reference_scores_by_lookup_and_frees_a_frozen_copy():
         reference=Precomputed(FrozenCopy(copy.deepcopy(loaded.model)), logps=logps),
     )
     assert module.reference.can_run and not module.compute_kl
-    module.reference.prepare(module)  # the numbers are given: nothing to compute, and the copy is freed
+    precompute_reference(module)  # the numbers are given: nothing to compute, and the copy is freed
     assert module.reference.live is None and not module.reference.can_run
     out, _, kl = module(batch)
     assert kl is None

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dpo_lightning.data import PreferenceFormat, preference_data, read_json_rows
-from dpo_lightning.evaluation.judge import Comparison
-from dpo_lightning.online_pairs import PairRule, Sampling, _score, atomic_lines, build_pairs
-from dpo_lightning.online_samplers import chosen_backend
+from dpo_lightning.judges.reward import Comparison
+from dpo_lightning.tasks.online.pairs import PairRule, Sampling, _score, atomic_lines, build_pairs
+from dpo_lightning.tasks.online.samplers import chosen_backend
 
 SAMPLES = [
     {"prompt": "q1", "answers": ["a", "b", "c", "d"]},

@@ -10,8 +10,8 @@ import torch
 from torch.testing import assert_close
 
 from conftest import tiny_llama
+from dpo_lightning.core.logprobs import plain_sequence_logps, response_states, sequence_logps, token_kl
 from dpo_lightning.data import PackedPairCollator, PairCollator, TokenizedPair
-from dpo_lightning.logprobs import plain_sequence_logps, response_states, sequence_logps, token_kl
 from dpo_lightning.models import wrap_lora
 
 

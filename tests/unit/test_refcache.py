@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dpo_lightning.refcache import ReferenceLogps, fingerprint, load_or_compute
+from dpo_lightning.core.refcache import ReferenceLogps, fingerprint, load_or_compute
 
 
 def test_lookup_merge_and_missing_keys(tmp_path):
@@ -79,7 +79,7 @@ def test_any_single_weight_change_changes_the_fingerprint(dtype):
 
 
 def test_weight_checksum_is_exact_and_independent_of_chunking(monkeypatch):
-    import dpo_lightning.refcache as refcache
+    import dpo_lightning.core.refcache as refcache
 
     t = torch.randn(1000)
     bits = t.view(torch.int32).tolist()

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from dpo_lightning.lightning.reward import BradleyTerryLoss, RewardMetrics, sequence_classifier
 from dpo_lightning.models import build_tiny_llama
-from dpo_lightning.reward import BradleyTerryLoss, RewardMetrics, sequence_classifier
 
 
 def test_bradley_terry_loss_by_hand():

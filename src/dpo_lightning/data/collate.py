@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..batches import CHOSEN, REJECTED, PackedBatch, TextbookBatch
+from ..core.batches import CHOSEN, REJECTED, PackedBatch, TextbookBatch
 from .tokenize import TokenizedPair
 
 

@@ -27,8 +27,8 @@ from .collate import PackedPairCollator, PairCollator
 from .formats import PreferencePair
 from .readers import BadRows
 from .resumable import ResumableLoader
-from .sources import PairSource, check_sources
-from .streaming import SOURCE_SEED_STRIDE, MixedStream, StreamingLoader, check_streaming, largest_remainder
+from .sources import PairSource, check_sources, check_streaming
+from .streaming import SOURCE_SEED_STRIDE, MixedStream, StreamingLoader, largest_remainder
 from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class PreferenceDataModule(LightningDataModule):
         self.num_workers, self.seed, self.report_path = num_workers, seed, report_path
         self.packing, self.streaming, self.shuffle_buffer = packing, streaming, shuffle_buffer
         if streaming:
-            check_streaming(self)
+            check_streaming(self.sources, num_workers, max_train_pairs)
         self.tokenizer = tokenizer
         self.pair_tokenizer = (
             PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode) if tokenizer else None
@@ -246,18 +246,6 @@ class PreferenceDataModule(LightningDataModule):
             else:
                 loader.batches_done += 1
         return batch
-
-    def all_pairs_dataloader(self) -> DataLoader:
-        """Every training and validation pair once, in order: what the reference log-prob cache must cover."""
-        if self.streaming:
-            raise ValueError("module.precompute_ref needs every training pair in advance: not with data.streaming")
-        return DataLoader(
-            self.train_tokens + self.val_tokens,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            collate_fn=self.collator,
-            num_workers=self.num_workers,
-        )
 
     def val_dataloader(self) -> DataLoader:
         # Several processes: each rank scores a disjoint share, none repeated, so the metrics (sums and counts

@@ -15,10 +15,11 @@ import gzip
 import json
 from collections import Counter
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..hub import looks_local
+from ..core.hub import looks_local
 
 
 class DataError(ValueError):
@@ -145,7 +146,6 @@ def _read_json_list(path: Path) -> Iterator[Row]:
 
 def builtin_file(name: str) -> Path:
     """The package-data file of the built-in preference set (`builtin:train` -> data/builtin/train.jsonl)."""
-    from importlib import resources
 
     path = Path(str(resources.files("dpo_lightning.data") / "builtin" / f"{name}.jsonl"))
     if not path.is_file():

@@ -116,3 +116,20 @@ def check_sources(sources: list[PairSource], size: int | None) -> None:
             raise ValueError(f"data.pairs.{s.name} must be a positive integer, got {s.pairs!r}")
     if size is not None and size < 1:
         raise ValueError(f"data.size must be a positive number of pairs, got {size}")
+
+
+def check_streaming(sources: list[PairSource], num_workers: int, max_train_pairs: int | None) -> None:
+    """What streaming needs: a validation source of each source's own (a held-out fraction needs the whole set), no
+    worker processes (the stream is read in this process), no cap over the whole set, and a mixture's weights."""
+    for source in sources:
+        if not source.validation:
+            raise ValueError(
+                f"data.streaming: {source.path} needs a validation source (data.val_path, or data.val_split of a Hub "
+                "set): a held-out fraction needs the whole set in memory"
+            )
+    if num_workers:
+        raise ValueError("data.streaming reads in the training process: set data.num_workers=0")
+    if max_train_pairs:
+        raise ValueError("data.max_train_pairs needs the whole set: with data.streaming, set trainer.max_steps")
+    if len(sources) > 1 and all(s.weight is None and s.pairs is None for s in sources):
+        raise ValueError("data.streaming with a mixture needs data.weights (the sizes are not known in advance)")

@@ -22,14 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .tokenize import TokenizedPair
-
-if TYPE_CHECKING:
-    from .datamodule import PreferenceDataModule
 
 MIX_BLOCK = 1024
 WINDOW_SEED_STRIDE = 7_919_993  # window w > 0 of an epoch: seed + epoch + w * stride (window 0: seed + epoch)
@@ -151,20 +148,3 @@ class StreamingLoader:
             collated = self.collate_fn(batch)
             collated.stream_position = state
             yield collated
-
-
-def check_streaming(data: PreferenceDataModule) -> None:
-    """What streaming needs: a validation source of each source's own (a held-out fraction needs the whole set), no
-    worker processes (the stream is read in this process), no cap over the whole set, and a mixture's weights."""
-    for source in data.sources:
-        if not source.validation:
-            raise ValueError(
-                f"data.streaming: {source.path} needs a validation source (data.val_path, or data.val_split of a Hub "
-                "set): a held-out fraction needs the whole set in memory"
-            )
-    if data.num_workers:
-        raise ValueError("data.streaming reads in the training process: set data.num_workers=0")
-    if data.max_train_pairs:
-        raise ValueError("data.max_train_pairs needs the whole set: with data.streaming, set trainer.max_steps")
-    if data.mixed and all(s.weight is None and s.pairs is None for s in data.sources):
-        raise ValueError("data.streaming with a mixture needs data.weights (the sizes are not known in advance)")

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.batches import pad_token_id
 from .formats import PreferencePair
 from .readers import DataError
 
 TRUNCATION_MODES = ("keep_end", "keep_start", "drop")
+__all__ = ["PairTokenizer", "TokenizedPair", "check_truncation", "pad_token_id"]
 
 
 def check_truncation(max_length: int, max_prompt_length: int, truncation_mode: str) -> None:
@@ -22,11 +24,6 @@ def check_truncation(max_length: int, max_prompt_length: int, truncation_mode: s
         raise ValueError(f"data.max_prompt_length ({max_prompt_length}) must be < data.max_length ({max_length})")
     if truncation_mode not in TRUNCATION_MODES:
         raise ValueError(f"data.truncation_mode must be one of {TRUNCATION_MODES}, got {truncation_mode!r}")
-
-
-def pad_token_id(tokenizer: Any) -> int:
-    """The id batches are padded with: the tokenizer's pad token, else its EOS (padding is masked out anyway)."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 @dataclass

@@ -28,10 +28,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ..online_pairs import read_lines
+from ..core.records import read_lines
+from ..core.statistics import wilson
+from ..judges.llm import LLMJudge
+from ..judges.reward import RewardJudge, as_text
 from .head_to_head import HEAD_TO_HEAD, paired_answers, read_generations
-from .intervals import wilson
-from .judge import as_text
 
 KEY_FILE, SHEET_FILE = "blind_key.json", "blind.md"
 
@@ -214,12 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         folder = sheet_folder(args.eval_dir)
         judge = None
         if args.judge and args.judge.startswith("llm:"):  # an LLM judge: llm:<hub id, folder or embedded:...>
-            from .llm_judge import LLMJudge
-
             judge = LLMJudge(args.judge.removeprefix("llm:"))
         elif args.judge:
-            from .judge import RewardJudge
-
             judge = RewardJudge(args.judge)
         r = score(folder, args.score, judge=judge)
         a = r.get("judge_agreement")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .intervals import Interval, bca_mean, jackknife, proportion
+from ..core.statistics import Interval, bca_mean, jackknife, proportion
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 

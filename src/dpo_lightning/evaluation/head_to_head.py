@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .intervals import bca, wilson
-from .judge import RewardJudge, win_rate
+from ..core.statistics import bca, wilson
+from ..judges.reward import RewardJudge, win_rate
 
 GENERATIONS = "generations.jsonl"
 HEAD_TO_HEAD = "head_to_head.json"  # where online.compare_to writes the result, beside the evaluation it scores

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from ..tables import markdown_table
+from ..core.credentials import wandb_configured
+from ..core.tables import markdown_table
 from .result import EvaluationResult
 from .rows import logged_scalars, summary_table
 
@@ -268,8 +269,6 @@ def write_html(path: Path, result: EvaluationResult, generations: list[dict[str,
 def log_to_wandb(cfg: Any, out: Path, result: EvaluationResult, generations: list[dict[str, Any]]) -> None:
     """The summary figures as test/<figure>/<column> scalars, the warnings, the answers and the plots, to W&B."""
     import wandb
-
-    from ..loggers import wandb_configured
 
     run = wandb.init(
         project=cfg.wandb_project,

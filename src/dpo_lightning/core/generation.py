@@ -1,0 +1,100 @@
+"""Generations from held-out prompts, and KL(policy || base) estimated from the policy's own samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .batches import pad_token_id
+from .logprobs import upcast
+
+
+@dataclass
+class Generated:
+    texts: list[str]
+    tokens: list[list[int]]  # response token ids, up to and including EOS when it was produced
+
+
+def left_padded(prompts: list[list[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> Generated:
+    """Continue each prompt (token ids, as the model was trained on them); seeded, so reruns agree."""
+    model.eval()
+    pad = pad_token_id(tokenizer)
+    texts, tokens = [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        ids, mask = left_padded(chunk, pad, device)
+        torch.manual_seed(seed + start)
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+        )
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+            **sampling,
+        )
+        for row in out[:, ids.shape[1] :].tolist():
+            if tokenizer.eos_token_id in row:
+                row = row[: row.index(tokenizer.eos_token_id) + 1]
+            tokens.append(row)
+            texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return Generated(texts, tokens)
+
+
+@torch.no_grad()
+def sequence_logprob_sums(model: nn.Module, prompts: list[list[int]], responses: list[list[int]], device) -> Tensor:
+    """log p(response | prompt) summed over the response tokens, one value per row."""
+    model.eval()
+    out = []
+    for prompt, response in tqdm(list(zip(prompts, responses)), desc="scoring samples", leave=False):
+        if not response:
+            out.append(torch.tensor(0.0, dtype=torch.float64))
+            continue
+        ids = torch.tensor([prompt + response], device=device)
+        logits = upcast(model(input_ids=ids).logits[0, len(prompt) - 1 : -1])
+        out.append(logits.log_softmax(-1).gather(-1, ids[0, len(prompt) :, None]).sum().double().cpu())
+    return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def sampled_kl(
+    policy: nn.Module, base: nn.Module, prompts: list[list[int]], samples: Generated, device
+) -> dict[str, float]:
+    """Monte Carlo KL(policy || base) = E_{y ~ policy}[log pi(y|x) - log pi_base(y|x)], from the policy's samples
+    at temperature 1 (any other temperature would estimate something else)."""
+    lengths = torch.tensor([len(t) for t in samples.tokens], dtype=torch.float64)
+    diff = sequence_logprob_sums(policy, prompts, samples.tokens, device) - sequence_logprob_sums(
+        base, prompts, samples.tokens, device
+    )
+    return {
+        "kl_per_sequence": diff.mean().item(),
+        "kl_per_token": (diff.sum() / lengths.sum().clamp(min=1)).item(),
+        "samples": len(samples.tokens),
+    }

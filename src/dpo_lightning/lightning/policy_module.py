@@ -1,0 +1,85 @@
+"""`PolicyModule`: what every training module owes the framework, declared in one place.
+
+`train()` and the callbacks read these from whatever `module=` builds (the DPO module, the reward model's module,
+the online loop's): a new module subclasses this and implements its step.
+
+- `policy`: the model being trained (set by the subclass). Read by ExportFinal (final/), StepTimer (FLOPs),
+  SampleGenerations and the FSDP / ZeRO-3 export.
+- `reference`: a `reference.Reference`, `NoReference()` when there is none. Read by SampleGenerations.
+- `last_loss`: the last micro-batch's loss, kept by `remember_loss` in `training_step`. Read by NonFiniteGuard.
+- `train_metrics`, `val_metrics`: torchmetrics of sums and counts (set by the subclass), logged here; the guard
+  resets the first when it drops an update.
+- `validated_at_step`: set at the end of each validation here. Read by `train()`, which validates the final weights
+  when Lightning skipped it.
+- `sync_free`: from the constructor. Read by NonFiniteGuard (a bad update skipped on the device).
+
+What is shared, so no module repeats it: the optimizer and schedule built from their partials, dropout turned
+off, the per-optimizer-step logging of the training metrics and the learning rate, the validation metrics at the
+end of each validation, and the random state saved in and restored from checkpoints (exact resume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from ..core.reference import NoReference, Reference
+from .checkpointing import restore_rng_states, save_rng_states
+from .metrics import log_metrics
+from .optim import configure_optimizers
+
+
+class PolicyModule(LightningModule):
+    policy: nn.Module
+    reference: Reference
+    train_metrics: Metric
+    val_metrics: Metric
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        disable_dropout: bool = True,
+        sync_free: bool = False,
+    ) -> None:
+        super().__init__()
+        self.policy = policy
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        if disable_dropout:  # dropout makes log-probs and rewards noisy; DPO implementations turn it off
+            for m in policy.modules():
+                if isinstance(m, nn.Dropout):
+                    m.p = 0.0
+        self.reference = NoReference()
+        self.last_loss: Tensor | None = None  # the last micro-batch's loss (on the device), for the non-finite guard
+        self.validated_at_step = -1
+        # No host sync inside a step: the non-finite guard skips bad updates on the device (callbacks/guards.py)
+        self.sync_free = sync_free
+
+    def remember_loss(self, loss: Tensor) -> Tensor:
+        self.last_loss = loss.detach()
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Called once per optimizer step, after all accumulated micro-batches: log their exact aggregate.
+        log_metrics(self, self.train_metrics, "train", on_step=True)
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def on_validation_epoch_end(self) -> None:
+        log_metrics(self, self.val_metrics, "val", on_step=False)
+        if not self.trainer.sanity_checking:
+            self.validated_at_step = self.trainer.global_step
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self.policy, self.optimizer_factory, self.scheduler_factory, self.trainer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        save_rng_states(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_rng_states(checkpoint)  # resume with the random state the interrupted run had at its checkpoint

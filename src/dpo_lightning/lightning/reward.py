@@ -1,0 +1,117 @@
+"""Reward models in the same framework: a Bradley–Terry scalar head on any `model=` option, trained on any `data=`
+option by `train_reward.py` with the DPO run's data module, loggers, checkpoints, resume and bad-input handling.
+
+`RewardModule` scores the chosen and the rejected sequence of every pair (the textbook layout: prompt+response rows)
+with `AutoModelForSequenceClassification`'s own forward, so the reward is read where that class reads it (the last
+token that is not padding): the exported `final/` scores exactly as the module did, and `evaluate.py judge=<final>`
+uses it as a judge.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from ..core.batches import PackedBatch, TextbookBatch
+from ..models import LoadedModel
+from .policy_module import PolicyModule
+
+
+class BradleyTerryLoss(nn.Module):
+    """-log σ(r(x, y_w) − r(x, y_l)) per pair (Bradley & Terry 1952; Ouyang et al. 2022), plus optionally
+    `center_rewards_coefficient` · (r_w + r_l)² (Eisenstein et al. 2023), which keeps rewards centred on zero."""
+
+    def __init__(self, center_rewards_coefficient: float = 0.0) -> None:
+        super().__init__()
+        if center_rewards_coefficient < 0:
+            raise ValueError(f"module.center_rewards_coefficient must be >= 0, got {center_rewards_coefficient}")
+        self.center = float(center_rewards_coefficient)
+
+    def forward(self, chosen: Tensor, rejected: Tensor) -> Tensor:
+        losses = -F.logsigmoid(chosen - rejected)
+        if self.center:
+            losses = losses + self.center * (chosen + rejected) ** 2
+        return losses
+
+
+class RewardMetrics(Metric):
+    """Loss, accuracy (chosen scored strictly above rejected), margin and mean rewards, as exact sums."""
+
+    full_state_update = False
+    NAMES = ("loss", "accuracy", "margin", "rewards/chosen", "rewards/rejected")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name in (*self.NAMES, "pairs"):
+            self.add_state(name.replace("/", "_"), torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, losses: Tensor, chosen: Tensor, rejected: Tensor) -> None:
+        values = (losses, chosen > rejected, chosen - rejected, chosen, rejected)
+        for name, value in zip(self.NAMES, values):
+            key = name.replace("/", "_")
+            setattr(self, key, getattr(self, key) + value.detach().double().sum())
+        self.pairs = self.pairs + chosen.numel()
+
+    def compute(self) -> dict[str, Tensor]:
+        return {name: (getattr(self, name.replace("/", "_")) / self.pairs.clamp(min=1)).float() for name in self.NAMES}
+
+
+class RewardModule(PolicyModule):
+    """`policy` is the sequence-classification model being trained (named so the export, timing and guard
+    callbacks treat it as they treat a DPO policy); it has no reference. `optimizer` and `scheduler` are partials,
+    as for `DPOModule`."""
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        center_rewards_coefficient: float = 0.0,
+        disable_dropout: bool = True,
+        sync_free: bool = False,
+    ) -> None:
+        super().__init__(policy, optimizer, scheduler, disable_dropout, sync_free)
+        self.loss_fn = BradleyTerryLoss(center_rewards_coefficient)
+        policy.train()
+        self.train_metrics, self.val_metrics = RewardMetrics(), RewardMetrics()
+
+    def forward(self, batch: TextbookBatch) -> tuple[Tensor, Tensor]:
+        """(chosen rewards, rejected rewards), one per pair."""
+        if isinstance(batch, PackedBatch):
+            raise ValueError("a reward model scores whole sequences: set data.packing=false")
+        scores = self.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0].float()
+        half = scores.shape[0] // 2
+        return scores[:half], scores[half:]
+
+    def _step(self, metrics: RewardMetrics, batch: TextbookBatch) -> Tensor:
+        chosen, rejected = self(batch)
+        losses = self.loss_fn(chosen, rejected)
+        metrics.update(losses, chosen, rejected)
+        return losses.mean()
+
+    def training_step(self, batch: TextbookBatch, batch_idx: int) -> Tensor:
+        return self.remember_loss(self._step(self.train_metrics, batch))
+
+    def validation_step(self, batch: TextbookBatch, batch_idx: int) -> None:
+        self._step(self.val_metrics, batch)
+
+
+def sequence_classifier(loaded: Any) -> Any:
+    """A loaded causal LM (`models.LoadedModel`) as a one-logit sequence classifier on the same backbone: its
+    weights copied, a new score head, the tokenizer's pad id in the config (where the reward is read)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = copy.deepcopy(loaded.model.config)
+    config.num_labels = 1
+    config.pad_token_id = loaded.tokenizer.pad_token_id
+    if config.pad_token_id is None:
+        config.pad_token_id = loaded.tokenizer.eos_token_id
+    model = AutoModelForSequenceClassification.from_config(config, dtype=loaded.model.dtype)
+    model.base_model.load_state_dict(loaded.model.base_model.state_dict())
+    return LoadedModel(model, loaded.tokenizer, loaded.name_or_path)

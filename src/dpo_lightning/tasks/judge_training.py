@@ -1,0 +1,180 @@
+"""`judge=auto`: a reward model trained with the evaluated run's model and data config (`conf/reward.yaml`, with
+`judge.train.overrides`), once: it is cached under `<cache>/judges/<key>/`, the key a hash of everything that shapes
+it (model, data, module, optimizer, scheduler, trainer, peft, seed), like the embedded model's conversion.
+
+What it learns from (`judge.train.path`, `judge_data_path`): pairs disjoint from the run's training pairs where
+there are such (the built-in set's `judge` split for a run on `builtin:train`, or a path you give), else the run's
+own training pairs, and then the evaluation says, prominently, that the judge grades its own homework. It never
+sees the held-out pairs, on which `evaluate.py` reports the judge's own accuracy.
+
+Hand-written pairs teach "this answer is more aligned than that one", never "an answer beats no answer": a judge
+trained on them alone ranks a looping or off-topic reply near a good one. `judge.train.negatives` adds, for each
+pair, its chosen answer against a derived bad one: `off_topic` (another prompt's chosen answer) and `loop` (the
+chosen answer's first sentence, repeated). Both are built deterministically from the pairs themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import compose_config
+from ..data.readers import iter_rows
+from ..models.embedded import default_cache_dir
+from .train import train
+
+log = logging.getLogger(__name__)
+
+KEY_SECTIONS = ("model", "model_head", "data", "module", "optimizer", "scheduler", "trainer", "peft", "seed")
+MACHINE_KEYS = ("cache_dir", "report_path")  # where things are written on this machine: not what the judge is
+
+
+# A training set and the disjoint set of pairs its judge learns from (judge.train.path=auto).
+DISJOINT_JUDGE_DATA = {"builtin:train": "builtin:judge"}
+
+
+def judge_data_path(run_config: DictConfig, path: str | None = "auto") -> tuple[str, bool]:
+    """(the judge's training pairs, whether they are the run's own): `path` if given, else the data disjoint from
+    the run's training pairs (DISJOINT_JUDGE_DATA), else the run's own training pairs."""
+    data = run_config.data
+    own = data.get("path")
+    if path and path != "auto":
+        if data.get("sources"):
+            raise ValueError("judge.train.path replaces data.path: give it for a single-source data option")
+        return str(path), str(path) == str(own)
+    if own in DISJOINT_JUDGE_DATA and not data.get("sources"):
+        return DISJOINT_JUDGE_DATA[own], False
+    return str(own if own is not None else "the run's mixture"), True
+
+
+def judge_config(
+    run_config: DictConfig, overrides: dict | DictConfig | None = None, data_path: str | None = None
+) -> DictConfig:
+    """conf/reward.yaml with the run's model and data (the data scored whole: no packing), read from `data_path`
+    instead of the run's training pairs when given, then `overrides` merged (e.g. {trainer: {max_epochs: 2}}).
+    The judge starts from the pretrained model, never from `model.init_from`: a run started from an SFT model
+    (the main job) would otherwise hand the judge a model tuned on the training pairs' chosen answers."""
+
+    cfg = compose_config("reward", [f"paths.output_dir={os.devnull}"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.model = (
+        OmegaConf.merge(run_config.model, {"init_from": None}) if "init_from" in run_config.model else run_config.model
+    )
+    cfg.data = OmegaConf.merge(run_config.data, {"packing": False})
+    if data_path and data_path != run_config.data.get("path") and not run_config.data.get("sources"):
+        cfg.data.path = data_path
+    cfg.seed = run_config.get("seed", cfg.seed)
+    return OmegaConf.merge(cfg, overrides or {})
+
+
+def _first_sentence(text: str) -> str:
+    match = re.match(r"\s*(.+?[.!?])(\s|$)", text, flags=re.S)
+    return match.group(1) if match else " ".join(text.split()[:8])
+
+
+def _text(response: Any) -> str:
+    """A response's text: the string itself, or the content of a chat response's last message."""
+    return response if isinstance(response, str) else response[-1]["content"]
+
+
+def _like(response: Any, text: str) -> Any:
+    """`text` in the shape of `response`: a string, or its messages with the last one's content replaced."""
+    return text if isinstance(response, str) else [*response[:-1], {**response[-1], "content": text}]
+
+
+NEGATIVES = {
+    # another prompt's chosen answer: fluent and aligned, but not an answer to this prompt
+    "off_topic": lambda pairs, i: _text(pairs[(i + len(pairs) // 2) % len(pairs)].chosen),
+    # the chosen answer's first sentence four times: a degenerate loop that starts well
+    "loop": lambda pairs, i: " ".join([_first_sentence(_text(pairs[i].chosen))] * 4),
+}
+
+
+def with_negatives(pairs: list, kinds: list[str]) -> list[dict]:
+    """The pairs as rows, then for each kind in `kinds` one more row per pair: its chosen answer against that
+    derived negative (NEGATIVES), text or chat messages like the pair."""
+    unknown = sorted(set(kinds) - set(NEGATIVES))
+    if unknown:
+        raise ValueError(f"judge.train.negatives: unknown kind(s) {unknown}; known: {sorted(NEGATIVES)}")
+    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "kind": "given"} for p in pairs]
+    for kind in kinds:
+        for i, p in enumerate(pairs):
+            negative = NEGATIVES[kind](pairs, i)
+            if negative.strip() != _text(p.chosen).strip():
+                rows.append(
+                    {"prompt": p.prompt, "chosen": p.chosen, "rejected": _like(p.chosen, negative), "kind": kind}
+                )
+    return rows
+
+
+def _write_with_negatives(cfg: DictConfig, kinds: list[str], path: Path) -> None:
+    """Read the judge's training pairs with their format, write them with their derived negatives to `path` (a
+    preference-format .jsonl), and point the judge's data at it."""
+
+    data = cfg.data
+    pairs = instantiate(data.format).load(iter_rows(str(data.path), data.get("split") or "train", data.get("subset")))
+    pairs = pairs[: data.get("max_train_pairs")]  # the cap applies to the given pairs; each keeps its negatives
+    with open(path, "w") as f:
+        for row in with_negatives(pairs, kinds):
+            f.write(json.dumps(row) + "\n")
+    data.path, data.split, data.subset, data.max_train_pairs = str(path), "train", None, None
+    data.format = {"_target_": "dpo_lightning.data.PreferenceFormat"}
+
+
+def judge_key(cfg: DictConfig) -> str:
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in sorted(node.items()) if k not in MACHINE_KEYS}
+        return [strip(v) for v in node] if isinstance(node, list) else node
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    shape = strip({k: resolved.get(k) for k in KEY_SECTIONS})
+    if resolved.get("negatives"):  # only when given: a judge without them keeps the key it had before they existed
+        shape["negatives"] = resolved["negatives"]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cached_judge(
+    run_config: DictConfig,
+    overrides: dict | DictConfig | None = None,
+    cache_dir: str | None = None,
+    data_path: str | None = None,
+    negatives: list[str] | None = None,
+) -> str:
+    """The folder of the run's judge (trained on `data_path`, default the run's training pairs, with the derived
+    `negatives` added), trained now if it is not cached yet."""
+
+    cfg = judge_config(run_config, overrides, data_path)
+    if negatives and cfg.data.get("sources"):
+        log.warning("judge.train.negatives left out: the judge learns a mixture (give judge.train.path to add them)")
+    elif negatives:  # (absent otherwise, so that a judge without them keeps its cache key)
+        cfg.negatives = list(negatives)
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    home = root / "judges" / judge_key(cfg)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(home) + ".lock"):
+        if not (home / "final" / "config.json").is_file():
+            log.info("Training the judge (cached afterwards) in %s", home)
+            tmp = home.with_name(home.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            cfg.paths.output_dir = str(tmp)
+            if cfg.get("negatives"):
+                _write_with_negatives(cfg, list(cfg.negatives), home.with_name(home.name + ".pairs.jsonl"))
+            cfg.data.report_path = str(tmp / "data_report.json")  # not the evaluated run's own report
+            train(cfg)
+            shutil.rmtree(home, ignore_errors=True)
+            os.replace(tmp, home)
+        else:
+            log.info("Judge from the cache: %s", home)
+    final = home / "final"
+    return str(final / "merged" if (final / "merged").is_dir() else final)

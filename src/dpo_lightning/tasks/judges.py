@@ -1,0 +1,121 @@
+"""The judged part of an evaluation: which judge (`judge=` a conf/judge option), and its verdicts on the answers.
+
+The judge compares DPO's answers with base's (greedy, sampled, and the temperature-1 samples the KL is measured
+on), both models' greedy answers with the held-out reference (chosen) answers, and the chosen against the rejected
+answer of every held-out pair (its own accuracy: how far to trust it). `judge=auto` first trains a reward model,
+once and cached (`auto_judge.py`), on data disjoint from the run's training pairs where there is such data;
+otherwise the result says that the judge was self-trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..evaluation.head_to_head import length_controlled
+from ..judges.reward import as_text, judge_accuracy, win_rate
+from .judge_training import cached_judge, judge_data_path
+
+
+@dataclass
+class JudgeSpec:
+    """The judge's config (its model resolved) and what it was trained on, when evaluate.py trained it."""
+
+    config: DictConfig
+    trained_on: str | None = None  # judge=auto: the data its reward model learned from
+    self_trained: bool = False  # judge=auto on the run's own training pairs
+
+
+def resolve_judge(cfg: DictConfig, run: Any) -> JudgeSpec | None:
+    """The `judge` config with `judge=auto`'s reward model trained (or found in the cache) and put in as its model."""
+    if not cfg.get("judge"):
+        return None
+    judge_cfg = OmegaConf.create(OmegaConf.to_container(cfg.judge, resolve=True))
+    train = judge_cfg.pop("train", None)
+    if not train:
+        trained_on = reward_run_data(judge_cfg.get("model"))
+        own = run.config.data.get("path")
+        return JudgeSpec(judge_cfg, trained_on, self_trained=trained_on is not None and trained_on == str(own))
+
+    path, self_trained = judge_data_path(run.config, train.get("path"))
+    judge_cfg.model = cached_judge(
+        run.config,
+        train.get("overrides"),
+        run.config.get("paths", {}).get("cache_dir"),
+        data_path=path,
+        negatives=list(train.get("negatives") or []),
+    )
+    return JudgeSpec(judge_cfg, trained_on=path, self_trained=self_trained)
+
+
+def reward_run_data(model: str | None) -> str | None:
+    """The training data of a judge that is a train_reward.py run's export (`<run>/final` or `<run>/final/merged`),
+    read from that run's config.yaml; None for any other judge (a Hub model, a folder of unknown origin)."""
+    if not model:
+        return None
+    folder = Path(str(model)).expanduser()
+    for run_dir in (folder.parent, folder.parent.parent):
+        config = run_dir / "config.yaml"
+        if folder.is_dir() and config.is_file():
+            data = OmegaConf.load(config).get("data") or {}
+            return str(data.get("path")) if data.get("path") is not None else None
+    return None
+
+
+def judge_generations(
+    cfg: DictConfig,
+    spec: JudgeSpec | None,
+    held_out: Any,
+    prompts: list[int],
+    generations: list[dict[str, Any]],
+    samples: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any] | None:
+    """Win/tie/loss of DPO against base (greedy, sampled, temperature-1), of both against the reference answers, and
+    the judge's accuracy on the held-out pairs (None without a judge). Scores go into `generations`."""
+    if spec is None:
+        return None
+    judge = instantiate(spec.config)(device=device, batch_size=cfg.batch_size)
+    asked = [held_out.pairs[i].prompt for i in prompts]
+    stats = dict(resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=cfg.seed)
+    result: dict[str, Any] = {
+        "model": judge.name,
+        "kind": judge.kind,
+        "trained_on": spec.trained_on,
+        "self_trained": spec.self_trained,
+    }
+    for kind in ("greedy", "sampled"):
+        dpo, base = [g[f"dpo_{kind}"] for g in generations], [g[f"base_{kind}"] for g in generations]
+        comparison = judge.compare(asked, dpo, base)
+        result[kind] = win_rate(comparison, **stats)
+        result[kind]["length_controlled"] = length_controlled(dpo, base, comparison.outcomes.tolist(), **stats)
+        if comparison.first_scores is not None:
+            for g, d, b in zip(generations, comparison.first_scores.tolist(), comparison.second_scores.tolist()):
+                g[f"judge_dpo_{kind}"], g[f"judge_base_{kind}"] = d, b
+        for g, o in zip(generations, comparison.outcomes.tolist()):
+            g[f"verdict_dpo_over_base_{kind}"] = o
+    kl_asked = [prompt for prompt in asked for _ in range(cfg.generation.kl_samples_per_prompt)]
+    result["temperature_1"] = win_rate(
+        judge.compare(kl_asked, samples["dpo"].for_kl.texts, samples["base"].for_kl.texts), **stats
+    )
+    reference = [g["reference"] for g in generations]
+    result["reference"] = {}
+    for name in ("dpo", "base"):
+        comparison = judge.compare(asked, [g[f"{name}_greedy"] for g in generations], reference)
+        result["reference"][name] = win_rate(comparison, **stats, names=(name, "reference"))
+        for g, o in zip(generations, comparison.outcomes.tolist()):
+            g[f"verdict_{name}_over_reference"] = o
+    pairs = held_out.pairs
+    result["accuracy_on_pairs"] = judge_accuracy(
+        judge,
+        [p.prompt for p in pairs],
+        [as_text(p.chosen) for p in pairs],
+        [as_text(p.rejected) for p in pairs],
+        cfg.confidence,
+    )
+    return result
