@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch.testing import assert_close
 
-from dpo_lightning.lightning import metrics as metrics_module
 from dpo_lightning.core.losses import BCOPairLoss, LossOutput, PairLogps
+from dpo_lightning.lightning import metrics as metrics_module
 from dpo_lightning.lightning.metrics import PreferenceMetrics
 
 
