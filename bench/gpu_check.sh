@@ -69,8 +69,8 @@ if want big; then
   # logs s/step and MFU every 4 steps.
   SHAPE=llama3_8b DEVICE=cuda TRAINER="trainer=gpu trainer.precision=bf16-true" STEPS=12
   if [ "${DRY_RUN:-0}" = 1 ]; then SHAPE=tiny DEVICE=cpu TRAINER="trainer=cpu trainer.precision=bf16-true" STEPS=3; fi
-  step train_8b "${BIG_LIMIT:-150}" python3 train.py experiment=low_memory module=fast model=random \
-    model.shape=$SHAPE model.device=$DEVICE model.tokenizer_from=$TOK data=hh data.path=$DATA data.max_length=1024 \
+  step train_8b "${BIG_LIMIT:-150}" python3 train.py experiment=low_memory module=fast model=random before=null \
+    model.shape=$SHAPE model.dtype=bfloat16 model.device=$DEVICE trainer.accumulate_grad_batches=1 model.tokenizer_from=$TOK data=hh data.path=$DATA data.max_length=1024 \
     data.max_prompt_length=512 data.batch_size=4 data.max_train_pairs=56 data.max_val_pairs=8 $TRAINER \
     trainer.max_steps=$STEPS trainer.log_every_n_steps=4 +trainer.limit_val_batches=0 \
     +trainer.enable_checkpointing=false callbacks=none +callbacks.step_timer._target_=dpo_lightning.lightning.callbacks.StepTimer \
@@ -87,7 +87,7 @@ if want train; then
   GPU=(trainer=fsdp trainer.devices=1 trainer.precision=bf16-mixed
        'trainer.strategy.activation_checkpointing_policy={_target_: dpo_lightning.lightning.strategies.decoder_layers}')
   [ "${DRY_RUN:-0}" = 1 ] && GPU=(trainer=cpu)
-  step train_fsdp "${TRAIN_LIMIT:-45}" python3 train.py $TINY "${GPU[@]}" module.precompute_ref=true \
+  step train_fsdp "${TRAIN_LIMIT:-45}" python3 train.py $TINY before=null "${GPU[@]}" module.precompute_ref=true \
     hydra.run.dir=/tmp/runs/fsdp
   python3 -c "import json; m = json.load(open('/tmp/runs/fsdp/metrics.json')); print('fsdp', {k: round(v, 4) for k, v in m.items() if k.startswith('val/')})" 2>&1 | tee "$OUT/train_checks.txt"
 fi

@@ -5,5 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="multirun/beta_sweep_$(date +%Y-%m-%d_%H-%M-%S)"
-python train.py -m hydra.sweep.dir="$dir" loss.beta=0.01,0.05,0.1,0.5 "$@"
+# The default pipeline's SFT stage once, every job's DPO from it (SFT= sweeps DPO from the model as loaded)
+if [ -n "${SFT-1}" ]; then
+  python train.py stage=sft hydra.run.dir="$dir/sft" "$@"
+  start=(before=null model.init_from="$dir/sft")
+else
+  start=(before=null)
+fi
+python train.py -m hydra.sweep.dir="$dir" "${start[@]}" loss.beta=0.01,0.05,0.1,0.5 "$@"
 python sweeps/summarize.py "$dir" --x loss.beta

@@ -23,7 +23,14 @@ if [ -z "${JUDGE:-}" ]; then
 fi
 sweep=(loss.beta="${BETAS:-0.01,0.05,0.1,0.5}")
 [ -n "${LOSSES:-}" ] && sweep+=(loss="$LOSSES")
-$PYTHON train.py -m hydra.sweep.dir="$dir" "${sweep[@]}" "$@"
+# The default pipeline's SFT stage once, every job's DPO from it (SFT= sweeps DPO from the model as loaded)
+if [ -n "${SFT-1}" ]; then
+  $PYTHON train.py stage=sft hydra.run.dir="$dir/sft" "$@"
+  start=(before=null model.init_from="$dir/sft")
+else
+  start=(before=null)
+fi
+$PYTHON train.py -m hydra.sweep.dir="$dir" "${start[@]}" "${sweep[@]}" "$@"
 for job in "$dir"/[0-9]*/; do
   # shellcheck disable=SC2086
   $PYTHON evaluate.py run_dir="${job%/}" judge=reward judge.model="$JUDGE" ${EVAL_ARGS:-}

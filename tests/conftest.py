@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import dpo_lightning.config  # noqa: F401  (registers the ${machine:...} and ${recipe:...} resolvers conf/ reads)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 HH_TEST = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"

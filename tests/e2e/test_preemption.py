@@ -4,13 +4,16 @@ as an uninterrupted run; a truncated newest checkpoint and a damaged reference c
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT, assert_same_training, learning_metrics, run_script, smoke
 from dpo_lightning.lightning.callbacks import PREEMPTED_EXIT_CODE
@@ -158,3 +161,39 @@ def test_a_reward_model_run_stopped_by_sigterm_resumes_exactly(tmp_path):
     wa, wb = (load_file(r / "final" / "model.safetensors") for r in (straight, run))
     for name in wa:
         torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=name)
+
+
+PIPELINE = [  # the default: the SFT stage, then DPO from it; the tiny model and a few pairs (debug=smoke's sizes)
+    "train.py",
+    "model=tiny",
+    "data.max_train_pairs=16",
+    "data.max_val_pairs=8",
+    "data.batch_size=4",
+    "optimizer.lr=1e-3",
+    "callbacks.sample_generations.num_prompts=0",
+    'before.sft=["stage=sft","trainer.max_steps=2"]',  # 2 SFT steps, then 4 of DPO
+]
+
+
+def test_the_default_pipeline_trains_sft_then_dpo_and_resumes_across_the_stages(tmp_path):
+    straight = tmp_path / "straight"
+    run_script(*PIPELINE, f"hydra.run.dir={straight}")
+    sft = yaml.safe_load((straight / "sft" / "config.yaml").read_text())
+    dpo = yaml.safe_load((straight / "config.yaml").read_text())
+    assert sft["loss"]["_target_"].endswith("SFTLoss") and sft["optimizer"]["lr"] == 1e-3 and sft["before"] is None
+    assert sft["module"]["compute_kl"] is False and sft["trainer"]["max_steps"] == 2
+    assert dpo["loss"]["_target_"].endswith("DPOLoss") and dpo["model"]["init_from"] == str(straight / "sft")
+    first = next(csv.DictReader(open(straight / "csv" / "metrics.csv")))
+    assert float(first["train/loss"]) == pytest.approx(math.log(2), abs=1e-6)  # the policy starts as its reference
+
+    # stopped by SIGTERM in the DPO stage (at step 2: the SFT stage has only steps 0 and 1), then resumed: the finished
+    # SFT stage is not trained again, the DPO stage continues from its checkpoint, both end as the uninterrupted run
+    run = tmp_path / "run"
+    proc = train_process(*PIPELINE, *signal_at(2, "SIGTERM"), f"hydra.run.dir={run}")
+    assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
+    assert (run / "sft" / "final").is_dir() and not (run / "final").exists()
+    resumed = train_process(*PIPELINE, f"hydra.run.dir={run}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"stage sft: finished, in {run / 'sft'}" in resumed.stdout + resumed.stderr
+    assert_same_training(straight / "sft", run / "sft")
+    assert_same_training(straight, run)

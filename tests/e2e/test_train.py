@@ -136,6 +136,7 @@ def test_hydra_main_returns_the_optimized_metric(tmp_path):
 
 
 def test_train_embedded_smollm2_for_two_steps(tmp_path):
+    """The default command on the embedded model: its SFT stage, then DPO from it (two steps each)."""
     run = tmp_path / "run"
     run_script(
         "train.py",
@@ -147,9 +148,10 @@ def test_train_embedded_smollm2_for_two_steps(tmp_path):
         f"hydra.run.dir={run}",
     )
     metrics = check_run_outputs(run)
-    assert (
-        yaml.safe_load((run / "config.yaml").read_text())["model"]["name_or_path"] == "embedded:smollm2-135m-instruct"
-    )
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["name_or_path"] == "embedded:smollm2-135m-instruct"
+    assert config["model"]["init_from"] == str(run / "sft") and (run / "sft" / "final" / "config.json").is_file()
+    assert yaml.safe_load((run / "sft" / "config.yaml").read_text())["optimizer"]["lr"] == 5e-5  # the recipe's SFT lr
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(run / "final")

@@ -57,7 +57,7 @@ def test_loss_options(name):
     assert loss.beta > 0 and hasattr(loss, "requires_reference")
 
 
-LOADED_MODELS = [name for name in options("model") if name != "random"]  # random: built, not loaded
+LOADED_MODELS = [name for name in options("model") if not name.startswith("random")]  # random*: built, not loaded
 
 
 @pytest.mark.parametrize("name", LOADED_MODELS)
@@ -91,7 +91,8 @@ def test_model_hub_ids():
     ids = {name: compose(f"model={name}").model.name_or_path for name in LOADED_MODELS if name != "tiny"}
     assert ids["mistral"] == "mistralai/Mistral-7B-v0.1" and ids["pythia_2_8b"] == "EleutherAI/pythia-2.8b"
     assert ids["smollm2_135m"] == "embedded:smollm2-135m-instruct"
-    assert compose("model=llama3_8b").model.dtype == "bfloat16"
+    assert compose("model=llama3_8b").model.dtype == "float32"  # full fine-tuning: fp32 master weights
+    assert compose("model=llama3_8b", "peft=lora").model.dtype == "bfloat16"  # a frozen base under an adapter
 
 
 @pytest.mark.parametrize("name", options("data"))

@@ -7,6 +7,7 @@ attention, the model's quantization and source), turning their errors into a `Co
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -17,13 +18,18 @@ from ..core.batches import check_packed_attention
 from ..core.hub import is_hub_id, looks_local
 from ..core.lm_head import check_tile_size
 from ..models.loading import check_quantization, run_final_model
+from .recipes import recipe_warnings
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
     pass
 
 
-def validate_config(cfg: DictConfig) -> None:
+def validate_config(cfg: DictConfig) -> list[str]:
+    """Raise a `ConfigError` naming the key of a setting that cannot work; log (and return) the warnings of those
+    that can but are likely mistakes (a learning rate far from the model's recipe, a visible GPU left unused)."""
     if cfg.get("loss"):
         _build(cfg.loss)
     _build(cfg.data, tokenizer=None, report_path=None)
@@ -42,6 +48,10 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.model.get("quantization"):
         _check(check_quantization, str(cfg.model.quantization))
     validate_model_source(cfg.model)
+    warnings = recipe_warnings(cfg)
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
 
 
 def validate_model_source(model: DictConfig) -> None:

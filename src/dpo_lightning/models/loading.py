@@ -70,8 +70,12 @@ def load_causal_lm(
     cache_dir: str | None = None,
     init_from: str | None = None,
     quantization: str | None = None,
+    recipe: Any = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id).
+
+    `recipe` (the model option's training recipe: learning rates, precision, batch; `config/recipes.py`) is read by
+    the other config groups, never by loading.
 
     `quantization="nf4"` loads the weights in 4-bit NF4 through bitsandbytes (QLoRA's base; `peft=qlora`).
 

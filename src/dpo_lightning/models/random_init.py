@@ -8,6 +8,8 @@ benchmark (`bench/`) builds its workloads from the same shapes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .loading import (
@@ -59,10 +61,11 @@ def build_random_llama(
     seed: int = 0,
     attn_implementation: str = "sdpa",
     cache_dir: str | None = None,
+    recipe: Any = None,
 ) -> LoadedModel:
     """A Llama of `shape` with random weights in `dtype`, built on `device` (e.g. `cuda`: seconds for 8B parameters,
     against minutes of random init on a CPU), with the tokenizer of `tokenizer_from` (its ids are all below the
-    shapes' vocabulary sizes)."""
+    shapes' vocabulary sizes). `recipe` is read by the other config groups (`config/recipes.py`), not here."""
     tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
     model = _seeded_model(llama_config(shape, attn_implementation), tokenizer, seed, dtype, device)
     return LoadedModel(model, tokenizer, f"random-{shape}(seed={seed})")
@@ -79,6 +82,7 @@ def build_tiny_llama(
     cache_dir: str | None = None,
     init_from: str | None = None,
     quantization: str | None = None,
+    recipe: Any = None,
 ) -> LoadedModel:
     """A random-init Llama of a few hundred thousand parameters sharing the tokenizer of `tokenizer_from`.
 

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import validate_config
+from ..config import compose_config, validate_config
+from ..config.memory import plan_memory
+from ..config.recipes import describe_trainer
 from ..core.hub import push_to_hub
 from ..core.redaction import install_log_redaction, redact, redact_files
 from ..evaluation.model_card import write_model_card
@@ -21,9 +24,15 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training job; return the final value of every logged metric (also written to metrics.json)."""
+    """Run one training job (after the stages `before` it, each a training job of its own); return the final value
+    of every logged metric (also written to metrics.json)."""
     install_log_redaction()
+    last_stage = train_stages_before(cfg)
+    if last_stage is not None:  # this run starts from the last stage's final policy, its reference too
+        cfg.model.init_from = str(last_stage)
+    log.info(describe_trainer(cfg))
     validate_config(cfg)
+    plan_memory(cfg)  # on one GPU: the run as configured, the low-memory path, or an error with the numbers
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,6 +77,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 push_to_hub(out, **hub)
         log.info("Outputs in %s", out)
     return metrics
+
+
+def train_stages_before(cfg: DictConfig) -> Path | None:
+    """Train the stages of `cfg.before` (name -> overrides), each in <run>/<name>/, composed from the run's own
+    command-line overrides plus the stage's; a stage that finished is not trained again (`resume=true` resumes one
+    that was stopped). Returns the last stage's folder (None without stages)."""
+    stages = cfg.get("before") or {}
+    if not stages:
+        return None
+    if not HydraConfig.initialized():
+        raise ValueError(
+            f"before={OmegaConf.to_container(stages)}: the stages are composed from the run's command-line overrides, "
+            "so run it through train.py (or dpo-train); from Python, set before=null and train each stage yourself"
+        )
+    hydra = HydraConfig.get()
+    own = [o for o in hydra.overrides.task if not o.split("=")[0].lstrip("+~").startswith(("hydra.", "before"))]
+    out, previous = Path(cfg.paths.output_dir), None
+    for name, overrides in stages.items():
+        folder = out / name
+        if (folder / "metrics.json").is_file() and (folder / "final").is_dir():
+            log.info("stage %s: finished, in %s", name, folder)
+        else:
+            log.info("stage %s: training in %s (%s)", name, folder, " ".join(overrides))
+            start = [f"model.init_from={previous}"] if previous is not None else []
+            stage = [*own, *overrides, *start, "before=null", f"paths.output_dir={folder}"]
+            train(compose_config(hydra.job.config_name, stage))
+        previous = folder
+    return previous
 
 
 def newest_checkpoint(out: Path) -> str | None:
