@@ -38,7 +38,6 @@ MOVED = {
     "loggers": "lightning.loggers",
     "callbacks": "lightning.callbacks",
     "model_card": "evaluation.model_card",
-    "evaluation.judge": "judges.reward",
     "evaluation.llm_judge": "judges.llm",
     "evaluation.judging": "tasks.judges",
     "evaluation.auto_judge": "tasks.judge_training",

@@ -15,11 +15,14 @@ from torch.utils.data import DataLoader
 from conftest import run_script, smoke
 from dpo_lightning.core.statistics import wilson
 from dpo_lightning.data import PairCollator, TokenizedPair
+from dpo_lightning.data.text import as_text
 from dpo_lightning.evaluation.diversity import top_opening
 from dpo_lightning.evaluation.head_to_head import length_controlled
 from dpo_lightning.evaluation.rows import fmt
 from dpo_lightning.evaluation.scoring import preference_accuracy, score_pairs
-from dpo_lightning.judges.reward import Comparison, RewardJudge, as_text, outcomes_from_scores, win_rate
+from dpo_lightning.evaluation.verdicts import win_rate
+from dpo_lightning.judges.base import Comparison, outcomes_from_scores
+from dpo_lightning.judges.reward import RewardJudge
 
 GEN = ["generation.num_prompts=3", "generation.max_new_tokens=8", "bootstrap_resamples=500"]
 

@@ -181,7 +181,7 @@ def test_offline_rounds_learn_the_data_pairs_then_the_loop_goes_online(straight,
     """online.offline_rounds=1 (offline data first, then online): round 0 samples nothing and trains on the data's
     own pairs of the prompts the straight run's round 0 sampled; round 1 samples round 0's policy and pairs its
     answers. With online.reference=previous, round 1's reference is round 0's policy (its starting point)."""
-    from dpo_lightning.judges.reward import as_text
+    from dpo_lightning.data.text import as_text
     from dpo_lightning.tasks.online.pairs import read_lines
 
     run = tmp_path / "run"

@@ -15,8 +15,9 @@ from dpo_lightning.evaluation.diversity import distinct_n, diversity, repetition
 from dpo_lightning.evaluation.result import EvaluationResult
 from dpo_lightning.evaluation.rows import Thresholds
 from dpo_lightning.evaluation.scoring import likelihood_displacement
+from dpo_lightning.evaluation.verdicts import judge_accuracy, win_rate
+from dpo_lightning.judges.base import Comparison, outcomes_from_scores
 from dpo_lightning.judges.llm import order_swapped_outcomes
-from dpo_lightning.judges.reward import Comparison, judge_accuracy, outcomes_from_scores, win_rate
 
 ANSWERS = ["I can't help with that.", "I can't help you, sorry.", "Low. It's a myth."]
 
@@ -316,8 +317,8 @@ def test_a_blind_sheet_of_the_loops_pairs_scores_the_judges_labels(tmp_path, cap
     import json
     import re
 
+    from dpo_lightning.data.text import as_text
     from dpo_lightning.evaluation.blind import main, score, write_pairs_sheet
-    from dpo_lightning.judges.reward import as_text
 
     # an online run's two rounds: chat pairs (as the loop writes them) and plain-text ones; chosen "c<r>.<i>"
     for r in range(2):
@@ -360,7 +361,7 @@ def test_a_blind_sheet_of_the_loops_pairs_scores_the_judges_labels(tmp_path, cap
     decided = [(r, o == 1.0) for r, o in zip(reader, expected) if o != 0.5]
     assert second["reader"]["decided"] == len(decided) and second["reader"]["agree"] == sum(r == j for r, j in decided)
     # a conversation's turns are named by their roles (a single user turn is shown as its text)
-    from dpo_lightning.evaluation.blind import dialogue
+    from dpo_lightning.data.text import prompt_text as dialogue
 
     turns = [
         {"role": "user", "content": "hi"},

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dpo_lightning.evaluation.head_to_head import head_to_head, length_controlled, longer_wins, paired_answers
-from dpo_lightning.judges.reward import Comparison, outcomes_from_scores
+from dpo_lightning.judges.base import Comparison, outcomes_from_scores
 
 
 def write_eval(folder, rows):

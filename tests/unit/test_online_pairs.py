@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dpo_lightning.data import PreferenceFormat, preference_data, read_json_rows
-from dpo_lightning.judges.reward import Comparison
+from dpo_lightning.judges.base import Comparison
 from dpo_lightning.tasks.online.pairs import PairRule, Sampling, _score, atomic_lines, build_pairs
 from dpo_lightning.tasks.online.samplers import chosen_backend
 

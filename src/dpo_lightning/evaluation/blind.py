@@ -30,8 +30,9 @@ from typing import Any
 
 from ..core.records import read_lines
 from ..core.statistics import wilson
+from ..data.text import as_text, prompt_text
 from ..judges.llm import LLMJudge
-from ..judges.reward import RewardJudge, as_text
+from ..judges.reward import RewardJudge
 from .head_to_head import HEAD_TO_HEAD, paired_answers, read_generations
 
 KEY_FILE, SHEET_FILE = "blind_key.json", "blind.md"
@@ -80,13 +81,6 @@ def pairs_files(path: Path) -> list[Path]:
     return files
 
 
-def dialogue(prompt: Any) -> str:
-    """A prompt as a reader sees it: its text, or a conversation's turns each named by its role."""
-    if isinstance(prompt, str) or len(prompt) == 1:
-        return as_text(prompt)
-    return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
-
-
 def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
     """blind.md with `n` pairs drawn (seeded) from the pairs files under `path`, chosen and rejected in a seeded
     random order; blind_key.json records the side of each chosen answer and where each pair came from."""
@@ -99,7 +93,7 @@ def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
         chosen, rejected = as_text(pair["chosen"]), as_text(pair["rejected"])
         a, b = (rejected, chosen) if swap else (chosen, rejected)
         key.append("B" if swap else "A")
-        parts.append(f"## {number}\nQ: {dialogue(pair['prompt'])}\n\nA: {a}\n\nB: {b}\n")
+        parts.append(f"## {number}\nQ: {prompt_text(pair['prompt'])}\n\nA: {a}\n\nB: {b}\n")
     folder = sheet_folder(path)
     sheet = folder / SHEET_FILE
     head = f"# Blind reading: {len(drawn)} pairs. Verdicts: A, B or T (neither better), one per pair, in order.\n\n"

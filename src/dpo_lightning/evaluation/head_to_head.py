@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ..core.statistics import bca, wilson
-from ..judges.reward import RewardJudge, win_rate
+from ..judges.reward import RewardJudge
+from .verdicts import win_rate
 
 GENERATIONS = "generations.jsonl"
 HEAD_TO_HEAD = "head_to_head.json"  # where online.compare_to writes the result, beside the evaluation it scores

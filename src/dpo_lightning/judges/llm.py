@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from ..core.generation import left_padded
+from ..data.text import Prompt, as_text
 from ..models.loading import load_causal_lm
-from .reward import Comparison, Prompt, as_text
+from .base import Columns, Comparison
 
 QUESTION = """Two assistant answers to the same user message follow. Decide which one a careful, fair reader would \
 prefer: the more helpful, honest and harmless answer. A specific, correct and useful answer beats a vague, evasive \
@@ -90,7 +91,9 @@ class LLMJudge:
             out.append(letter.softmax(-1)[:, 0].cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
-    def compare(self, prompts: list[Prompt], first: list[str], second: list[str]) -> Comparison:
+    def compare(
+        self, prompts: list[Prompt], first: list[str], second: list[str], columns: Columns | None = None
+    ) -> Comparison:
         as_given = self.prefers_first(prompts, first, second) > 0.5
         swapped = self.prefers_first(prompts, second, first) < 0.5  # "B" in the swapped order is the first answer
         return order_swapped_outcomes(as_given, swapped)

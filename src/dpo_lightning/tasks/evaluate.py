@@ -20,6 +20,7 @@ from ..core.hub import push_to_hub
 from ..core.statistics import MEAN_METHOD, PROPORTION_METHOD
 from ..data import PreferencePair, TokenizedPair
 from ..data.sources import validation_source
+from ..data.text import as_text, prompt_text
 from ..evaluation.diversity import diversity
 from ..evaluation.model_card import write_model_card
 from ..evaluation.report import log_to_wandb, make_plots, write_html, write_markdown
@@ -32,7 +33,6 @@ from ..evaluation.scoring import (
     reward_statistics,
     score_pairs,
 )
-from ..judges.reward import as_text
 from ..models.loading import load_tokenizer
 from .judges import judge_generations, resolve_judge
 
@@ -48,15 +48,6 @@ def load_trained_policy(final: Path, base: torch.nn.Module) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(final, use_safetensors=True, dtype=next(base.parameters()).dtype)
-
-
-def prompt_text(pair: PreferencePair) -> str:
-    """The prompt as shown in reports: its text, a single user turn's content, or the turns as `role: content`."""
-    if isinstance(pair.prompt, str):
-        return pair.prompt
-    if len(pair.prompt) == 1 and pair.prompt[0]["role"] == "user":
-        return pair.prompt[0]["content"]
-    return "\n".join(f"{m['role']}: {m['content']}" for m in pair.prompt)
 
 
 def describe_validation(data_cfg: DictConfig) -> str:
@@ -123,7 +114,7 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
         getattr(result, name)["mean_response_tokens_sampled"] = mean_length(s.for_kl)
     generations = [
         {
-            "prompt": prompt_text(held_out.pairs[i]),
+            "prompt": prompt_text(held_out.pairs[i].prompt),
             **({"prompt_turns": held_out.pairs[i].prompt} if not isinstance(held_out.pairs[i].prompt, str) else {}),
             **{
                 f"{name}_{kind}": getattr(s, kind).texts[j]

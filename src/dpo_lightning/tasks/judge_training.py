@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import compose_config
 from ..data.readers import iter_rows
+from ..data.text import as_text, like
 from ..models.embedded import default_cache_dir
 from .train import train
 
@@ -82,21 +83,11 @@ def _first_sentence(text: str) -> str:
     return match.group(1) if match else " ".join(text.split()[:8])
 
 
-def _text(response: Any) -> str:
-    """A response's text: the string itself, or the content of a chat response's last message."""
-    return response if isinstance(response, str) else response[-1]["content"]
-
-
-def _like(response: Any, text: str) -> Any:
-    """`text` in the shape of `response`: a string, or its messages with the last one's content replaced."""
-    return text if isinstance(response, str) else [*response[:-1], {**response[-1], "content": text}]
-
-
 NEGATIVES = {
     # another prompt's chosen answer: fluent and aligned, but not an answer to this prompt
-    "off_topic": lambda pairs, i: _text(pairs[(i + len(pairs) // 2) % len(pairs)].chosen),
+    "off_topic": lambda pairs, i: as_text(pairs[(i + len(pairs) // 2) % len(pairs)].chosen),
     # the chosen answer's first sentence four times: a degenerate loop that starts well
-    "loop": lambda pairs, i: " ".join([_first_sentence(_text(pairs[i].chosen))] * 4),
+    "loop": lambda pairs, i: " ".join([_first_sentence(as_text(pairs[i].chosen))] * 4),
 }
 
 
@@ -110,9 +101,9 @@ def with_negatives(pairs: list, kinds: list[str]) -> list[dict]:
     for kind in kinds:
         for i, p in enumerate(pairs):
             negative = NEGATIVES[kind](pairs, i)
-            if negative.strip() != _text(p.chosen).strip():
+            if negative.strip() != as_text(p.chosen).strip():
                 rows.append(
-                    {"prompt": p.prompt, "chosen": p.chosen, "rejected": _like(p.chosen, negative), "kind": kind}
+                    {"prompt": p.prompt, "chosen": p.chosen, "rejected": like(p.chosen, negative), "kind": kind}
                 )
     return rows
 

@@ -17,8 +17,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.text import as_text
 from ..evaluation.head_to_head import length_controlled
-from ..judges.reward import as_text, judge_accuracy, win_rate
+from ..evaluation.verdicts import judge_accuracy, win_rate
 from .judge_training import cached_judge, judge_data_path
 
 

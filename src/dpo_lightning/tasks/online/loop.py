@@ -38,9 +38,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ...data.text import as_text
 from ...evaluation.blind import write_pairs_sheet
 from ...evaluation.head_to_head import HEAD_TO_HEAD, head_to_head
-from ...judges.reward import as_text
 from ...lightning.callbacks.preemption import Preempted
 from ...models.loading import resolve_name_or_path, run_final_model
 from ..evaluate import evaluate
