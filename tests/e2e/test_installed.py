@@ -40,14 +40,19 @@ def test_the_wheel_gives_console_commands_that_train_outside_the_repository(tmp_
     ).stdout.strip()
     # the dependencies (torch, lightning, ...) from the test's own environment, behind the fresh one's site-packages
     Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    # --ignore-installed: the test environment's own (editable) dpo_lightning is on the dependencies' path too
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed", str(wheel)], check=True
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of the checkout on the path
-    where = subprocess.run(
+    found = subprocess.run(
         [python, "-c", "import dpo_lightning.cli as c; print(c.__file__); print(c.CONF)"],
-        cwd=work, capture_output=True, text=True, env=env, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=work, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr[-3000:]
+    where = found.stdout.split()
     assert all(p.startswith(site) for p in where), where  # the installed copy, its own conf/
     assert (Path(where[1]) / "model" / "mistral.yaml").is_file()
     for command in ("dpo-evaluate", "dpo-train-online", "dpo-train-reward"):

@@ -40,10 +40,15 @@ def generate(
     seed: int = 0,
     batch_size: int = 8,
     device: torch.device | str = "cpu",
+    by_length: bool = False,
 ) -> Generated:
-    """Continue each prompt (token ids, as the model was trained on them); seeded, so reruns agree."""
+    """Continue each prompt (token ids, as the model was trained on them) with the KV cache, each row cut at its
+    EOS; seeded, so reruns agree. `by_length`: batches of prompts of similar length (less left padding), the
+    answers returned in the prompts' order."""
     model.eval()
     pad = pad_token_id(tokenizer)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if by_length else range(len(prompts))
+    prompts = [prompts[i] for i in order]
     texts, tokens = [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
@@ -66,6 +71,9 @@ def generate(
                 row = row[: row.index(tokenizer.eos_token_id) + 1]
             tokens.append(row)
             texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    if by_length:  # back to the prompts' order
+        place = {original: at for at, original in enumerate(order)}
+        texts, tokens = [texts[place[i]] for i in range(len(order))], [tokens[place[i]] for i in range(len(order))]
     return Generated(texts, tokens)
 
 

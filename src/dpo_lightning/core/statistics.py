@@ -101,3 +101,13 @@ def jackknife(statistic: Callable[[np.ndarray], float], n: int, confidence: floa
     se = math.sqrt((n - 1) / n * float(((leave_one_out - leave_one_out.mean()) ** 2).sum()))
     z = stats.norm.ppf(0.5 + confidence / 2)
     return Interval(value, float(value - z * se), float(value + z * se))
+
+
+def mcnemar(only_first: int, only_second: int) -> float:
+    """The exact (binomial) McNemar test of a paired difference between two proportions: `only_first` items the
+    first got right and the second wrong, `only_second` the reverse; the two-sided p-value of as uneven a split
+    under no difference (each discordant item a fair coin): min(1, 2 P(X <= min)), X ~ Binomial(n, 1/2)."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2 * stats.binom.cdf(min(only_first, only_second), n, 0.5)))

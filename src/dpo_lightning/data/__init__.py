@@ -2,7 +2,7 @@
 
 from .collate import PackedPairCollator, PairCollator
 from .datamodule import PreferenceDataModule
-from .formats import HHFormat, PairFormat, PreferenceFormat, PreferencePair, SHPFormat
+from .formats import HHFormat, PairFormat, PreferenceFormat, PreferencePair, ProblemFormat, SHPFormat
 from .options import mixture_data, preference_data
 from .readers import BadRows, DataError, builtin_file, iter_rows, read_json_rows
 from .sources import PairSource
@@ -23,6 +23,7 @@ __all__ = [
     "iter_rows",
     "PairFormat",
     "PreferencePair",
+    "ProblemFormat",
     "SHPFormat",
     "read_json_rows",
     "PairTokenizer",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.hub import looks_local
+from .arithmetic import arithmetic_problems
 
 
 class DataError(ValueError):
@@ -62,6 +63,7 @@ JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 COLUMNAR_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".csv.gz": "csv", ".tsv": "csv"}
 DATA_SUFFIXES = (*JSON_SUFFIXES, *COLUMNAR_BUILDERS, ".gz")
 BUILTIN_PREFIX = "builtin:"
+ARITHMETIC = "builtin:arithmetic"  # data/arithmetic.py's generated problems (splits train, test)
 
 
 def is_local(path: str | Path) -> bool:
@@ -157,6 +159,8 @@ def iter_rows(
     path: str, split: str = "train", subset: str | None = None, data_dir: str | None = None, streaming: bool = False
 ) -> Iterator[Row]:
     """Rows with their origin from `builtin:<split>`, a local file or folder, or a Hub dataset id."""
+    if path == ARITHMETIC:  # the built-in word problems: generated, seeded, no file
+        return ((f"{path}[{split}]:row {i}", row) for i, row in enumerate(arithmetic_problems(split)))
     if path.startswith(BUILTIN_PREFIX):
         return read_json_rows(builtin_file(path[len(BUILTIN_PREFIX) :]))
     if not is_local(path):

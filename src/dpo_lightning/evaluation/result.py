@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .accuracy import accuracy_rows
 from .judge_rows import judge_rows
 from .rows import Row, Thresholds, ci, ci_of, estimate, fmt
 
@@ -30,12 +31,14 @@ class EvaluationResult:
     kl: dict[str, float] = field(default_factory=dict)
     diversity: dict[str, dict[str, Any]] = field(default_factory=dict)  # base, dpo, reference (greedy answers)
     judge: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None  # on held-out problems with reference answers (evaluation/accuracy.py)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     # -- the summary -----------------------------------------------------------------------------------------------
     def rows(self) -> list[Row]:
         b, d, t = self.base, self.dpo, self.thresholds
-        rows = [
+        rows = accuracy_rows(self.accuracy) if self.accuracy else []
+        rows += [
             Row(
                 "preference accuracy, per-token log-prob (chosen above rejected)",
                 "preference_accuracy_per_token",
@@ -152,7 +155,7 @@ class EvaluationResult:
 
     # -- serialization and rendering ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "thresholds"}
+        out = {k: v for k, v in asdict(self).items() if k != "thresholds" and (k != "accuracy" or v is not None)}
         out["summary"] = [asdict(r) for r in self.rows()]
         out["warnings"] = self.warnings()
         return out
@@ -167,7 +170,10 @@ class EvaluationResult:
             "judge_win_rate_greedy",
             "judge_win_rate_reference",
             "judge_accuracy",
+            "accuracy_greedy",
         }
+        if self.accuracy:
+            picked.add(f"pass_at_{self.accuracy['samples']}")
         lines = [f"Report: {report} (and report.md). {self.pairs} held-out pairs; base -> DPO (reference answers):"]
         for row in self.rows():
             if row.key in picked:

@@ -26,52 +26,16 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import torch
 from hydra.utils import get_method
 from torch import Tensor
 
+from ..data.answers import LATEX, final_answer, same_answer
 from .base import Columns, Comparison, outcomes_from_scores
 
 RewardFunction = Callable[..., list[float | None]]
-
-# "1,234.5", "-3", "2.50", "−7" (a unicode minus); thousands commas only in groups of three
-NUMBER = re.compile(r"[-−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-MARKERS = (re.compile(r"####"), re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s*(?:is|:|=)", re.I))
-LATEX = re.compile(r"\\(?:boxed|frac|dfrac|sqrt|pi|cdot)|\$")
-
-
-def final_answer(text: str) -> str | None:
-    """The final answer of a completion (or of a reference such as GSM8K's "... #### 18"): after the last "####",
-    else after the last "the answer is" / "answer:", else the last number; None where there is none."""
-    for marker in MARKERS:
-        found = list(marker.finditer(text))
-        if found:
-            tail = text[found[-1].end() :].strip()
-            number = NUMBER.search(tail)
-            if number:
-                return number.group(0)
-            return tail.splitlines()[0].strip(" .") if tail else None
-    numbers = NUMBER.findall(text)
-    return numbers[-1] if numbers else None
-
-
-def as_number(text: str) -> Decimal | None:
-    cleaned = text.replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
-    try:
-        return Decimal(cleaned)
-    except InvalidOperation:
-        return None
-
-
-def same_answer(predicted: str, reference: str) -> bool:
-    """Whether two final answers agree: as numbers where both are numbers, else as normalised text."""
-    a, b = as_number(predicted), as_number(reference)
-    if a is not None and b is not None:
-        return a == b
-    return " ".join(predicted.lower().split()).strip(" .") == " ".join(reference.lower().split()).strip(" .")
 
 
 def _math_verify(completion: str, reference: str) -> bool | None:

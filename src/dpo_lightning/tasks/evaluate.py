@@ -34,6 +34,7 @@ from ..evaluation.scoring import (
     score_pairs,
 )
 from ..models.loading import load_tokenizer
+from .accuracy import problem_accuracy
 from .judges import judge_generations, resolve_judge
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,9 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
         ).as_dict()
         for name, key in answers.items()
     }
-    del base, policy  # the judge may be large: the policies are done
+    models = {"base": base, "dpo": policy}
+    result.accuracy = problem_accuracy(cfg, held_out, models, tokenizer, run.device, run.out)
+    del base, policy, models  # the judge may be large: the policies are done
     result.judge = judge_generations(cfg, judge_spec, held_out, prompts, generations, samples, run.device)
     write_outputs(cfg, run, result, rewards, generations)
     update_model_card(run, result.to_dict())

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.text import as_text
 from ..evaluation.head_to_head import length_controlled
 from ..evaluation.verdicts import judge_accuracy, win_rate
+from ..judges.base import compare
 from .judge_training import cached_judge, judge_data_path
 
 
@@ -83,6 +84,7 @@ def judge_generations(
         return None
     judge = instantiate(spec.config)(device=device, batch_size=cfg.batch_size)
     asked = [held_out.pairs[i].prompt for i in prompts]
+    columns = shared_columns([held_out.pairs[i] for i in prompts])  # e.g. problems' answers, for reward functions
     stats = dict(resamples=cfg.bootstrap_resamples, confidence=cfg.confidence, seed=cfg.seed)
     result: dict[str, Any] = {
         "model": judge.name,
@@ -92,7 +94,7 @@ def judge_generations(
     }
     for kind in ("greedy", "sampled"):
         dpo, base = [g[f"dpo_{kind}"] for g in generations], [g[f"base_{kind}"] for g in generations]
-        comparison = judge.compare(asked, dpo, base)
+        comparison = compare(judge, asked, dpo, base, columns)
         result[kind] = win_rate(comparison, **stats)
         result[kind]["length_controlled"] = length_controlled(dpo, base, comparison.outcomes.tolist(), **stats)
         if comparison.first_scores is not None:
@@ -100,14 +102,15 @@ def judge_generations(
                 g[f"judge_dpo_{kind}"], g[f"judge_base_{kind}"] = d, b
         for g, o in zip(generations, comparison.outcomes.tolist()):
             g[f"verdict_dpo_over_base_{kind}"] = o
-    kl_asked = [prompt for prompt in asked for _ in range(cfg.generation.kl_samples_per_prompt)]
-    result["temperature_1"] = win_rate(
-        judge.compare(kl_asked, samples["dpo"].for_kl.texts, samples["base"].for_kl.texts), **stats
-    )
+    times = cfg.generation.kl_samples_per_prompt
+    kl_asked = [prompt for prompt in asked for _ in range(times)]
+    kl_columns = {k: [v for v in values for _ in range(times)] for k, values in columns.items()}
+    kl_answers = (samples["dpo"].for_kl.texts, samples["base"].for_kl.texts)
+    result["temperature_1"] = win_rate(compare(judge, kl_asked, *kl_answers, kl_columns), **stats)
     reference = [g["reference"] for g in generations]
     result["reference"] = {}
     for name in ("dpo", "base"):
-        comparison = judge.compare(asked, [g[f"{name}_greedy"] for g in generations], reference)
+        comparison = compare(judge, asked, [g[f"{name}_greedy"] for g in generations], reference, columns)
         result["reference"][name] = win_rate(comparison, **stats, names=(name, "reference"))
         for g, o in zip(generations, comparison.outcomes.tolist()):
             g[f"verdict_{name}_over_reference"] = o
@@ -118,5 +121,12 @@ def judge_generations(
         [as_text(p.chosen) for p in pairs],
         [as_text(p.rejected) for p in pairs],
         cfg.confidence,
+        shared_columns(pairs),
     )
     return result
+
+
+def shared_columns(pairs: list[Any]) -> dict[str, list[Any]]:
+    """The data columns every one of `pairs` has (a problem's `answer`), one list entry per pair."""
+    names = set.intersection(*(set(p.columns) for p in pairs)) if pairs else set()
+    return {name: [p.columns[name] for p in pairs] for name in sorted(names)}

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ...config import compose_config
+from ..accuracy import ACCURACY
 
 
 def previous_policy(out: Path, r: int) -> Path:
@@ -55,6 +56,9 @@ def round_eval_config(run: DictConfig, rdir: Path, eval_judge: Any) -> DictConfi
     cfg.judge = eval_judge
     if cfg.get("base_model") is None:  # every round against the initial policy (or online.eval.base_model)
         cfg.base_model = OmegaConf.to_container(run.model, resolve=True)
+    first = rdir.parent / "round_0" / "eval" / ACCURACY
+    if rdir.name != "round_0" and first.is_file() and not cfg.accuracy.get("base_from"):
+        cfg.accuracy.base_from = str(first)  # the same base on the same problems every round: answered once
     return cfg
 
 

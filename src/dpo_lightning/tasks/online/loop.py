@@ -30,6 +30,7 @@ import json
 import logging
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ class Loop:
                     "prompt": pair.prompt,
                     "chosen": pair.chosen,
                     "rejected": pair.rejected,
+                    **pair.columns,  # e.g. a problem's `answer`, which reward functions read
                 }
                 prompts.append(pair.prompt)
                 ids.append(tokens.prompt)
@@ -199,8 +201,10 @@ class Loop:
         self, r: int, rdir: Path, initial: Any, asked: list[Any], asked_ids: list[list[int]], judge: Any
     ) -> list[dict[str, Any]]:
         """Steps 1-3 of round r: sample the policy's answers, score them, pair best against worst."""
-        if len(read_lines(rdir / "samples.jsonl")) < len(asked):
+        done = len(read_lines(rdir / "samples.jsonl"))
+        if done < len(asked):
             sampler = self.sampler(r, initial)
+            started = time.perf_counter()
             try:
                 sample_answers(
                     sampler,
@@ -213,15 +217,27 @@ class Loop:
                 )
             finally:
                 sampler.close()
+                count_sampling(rdir, len(read_lines(rdir / "samples.jsonl")) - done, self.sampling, started)
         sampled = read_lines(rdir / "samples.jsonl")
-        samples = [self.rule.candidates(s, self.data_answer(s["prompt"])) for s in sampled]
+        samples = [
+            {**self.rule.candidates(s, self.data_answer(s["prompt"])), "columns": self.data_columns(s["prompt"])}
+            for s in sampled
+        ]
         scores = score_answers(
             judge, samples, rdir / "scores.jsonl", self.sampling.prompts_per_chunk, self.chunk_hook("score", r, rdir)
         )
-        pairs = build_pairs(samples, scores, self.rule)
+        report: dict[str, Any] = {}
+        pairs = build_pairs(samples, scores, self.rule, report, seed=self.seed(r))
+        (rdir / "pairs_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        log.info("round %d: %s", r, json.dumps(report))
         if not pairs:
             raise ValueError(f"round {r}: every prompt's answers tied under the judge: no pair to train on")
         return pairs
+
+    def data_columns(self, prompt: Any) -> dict[str, Any]:
+        """The data row's other fields for `prompt` (a problem's `answer`): what reward functions read."""
+        pair = self.data_pairs.get(prompt_key(prompt)) or {}
+        return {k: v for k, v in pair.items() if k not in ("prompt", "chosen", "rejected")}
 
     def data_answer(self, prompt: Any) -> str | None:
         """The data's chosen answer to `prompt`, as text (None for a prompt not in the data)."""
@@ -280,3 +296,15 @@ class Loop:
         for hook in self.hooks:
             if hasattr(hook, "on_phase"):
                 hook.on_phase(phase, r)
+
+
+def count_sampling(rdir: Path, prompts: int, sampling: Any, started: float) -> None:
+    """The sampling phase's speed (answers per second) in round_<r>/sampling.json, summed over the processes that
+    sampled the round (a resumed round adds its part)."""
+    path = rdir / "sampling.json"
+    seen = json.loads(path.read_text()) if path.is_file() else {"answers": 0, "seconds": 0.0}
+    answers = seen["answers"] + prompts * sampling.samples_per_prompt
+    seconds = seen["seconds"] + time.perf_counter() - started
+    path.write_text(
+        json.dumps({"answers": answers, "seconds": seconds, "answers_per_second": answers / max(seconds, 1e-9)})
+    )

@@ -7,12 +7,15 @@ the same lines as one that never stopped (every chunk's sampling is seeded by it
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...core.records import append_lines, atomic_lines, read_lines
+from ...judges.base import score
 from .samplers import BACKENDS
 
 __all__ = [
@@ -53,27 +56,51 @@ class Sampling:
 @dataclass
 class PairRule:
     """`online.pairs`: best against worst answer of each prompt (as RLHFlow's iterative DPO), kept when their scores
-    differ by more than `min_gap`; a prompt whose answers all tie (or are all the same text) gives no pair. With
-    `data_chosen`, the data's chosen answer to the prompt is ranked among the policy's answers: a pair may then set
-    the data's answer against the policy's worst (as SPIN pairs them), and says where each side came from."""
+    differ by more than `min_gap`; a prompt whose answers all tie (all right, or all wrong, under exact_match) or are
+    all the same text gives no pair, and is counted. With `data_chosen`, the data's chosen answer to the prompt is
+    ranked among the policy's answers (SPIN's anchor); with `chosen=data`, it is always the chosen side, against
+    the policy's worst answer (offline DPO on fixed data: a correct worked answer against a wrong sample). Each pair
+    says where its sides came from, and carries the data row's columns (a problem's `answer`). `max_pairs` keeps
+    at most that many of a round's pairs, a seeded choice (arms of an experiment at an equal number of pairs)."""
 
     min_gap: float = 0.0
     data_chosen: bool = False
+    chosen: str = "best"  # best | data
+    max_pairs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.chosen not in ("best", "data"):
+            raise ValueError(f"online.pairs.chosen must be best or data, got {self.chosen!r}")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ValueError(f"online.pairs.max_pairs must be null or >= 1, got {self.max_pairs}")
+
+    @property
+    def ranks_data(self) -> bool:
+        return self.data_chosen or self.chosen == "data"
 
     def candidates(self, sample: dict[str, Any], data_answer: str | None) -> dict[str, Any]:
-        """The answers the judge ranks: the policy's, and with `data_chosen` the data's chosen answer last."""
-        if not self.data_chosen:
+        """The answers the judge ranks: the policy's, and with the data's answer in play that one last."""
+        if not self.ranks_data:
             return sample
         if data_answer is None:
-            raise ValueError(f"online.pairs.data_chosen: no chosen answer in the data for prompt {sample['prompt']!r}")
+            raise ValueError(f"online.pairs: no chosen answer in the data for prompt {sample['prompt']!r}")
         k = len(sample["answers"])
         return {**sample, "answers": [*sample["answers"], data_answer], "sources": ["policy"] * k + ["data"]}
 
     def build(
-        self, prompt: Any, answers: list[str], scores: list[float], sources: list[str] | None = None
+        self,
+        prompt: Any,
+        answers: list[str],
+        scores: list[float],
+        sources: list[str] | None = None,
+        columns: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        best = max(range(len(answers)), key=lambda i: (scores[i], -i))
-        worst = min(range(len(answers)), key=lambda i: (scores[i], i))
+        if self.chosen == "data":  # the data's answer (last) against the policy's worst
+            best = len(answers) - 1
+            worst = min(range(best), key=lambda i: (scores[i], i))
+        else:
+            best = max(range(len(answers)), key=lambda i: (scores[i], -i))
+            worst = min(range(len(answers)), key=lambda i: (scores[i], i))
         if scores[best] - scores[worst] <= self.min_gap or answers[best].strip() == answers[worst].strip():
             return None
         chat = not isinstance(prompt, str)
@@ -85,6 +112,7 @@ class PairRule:
             "chosen_score": scores[best],
             "rejected_score": scores[worst],
             **({"chosen_source": sources[best], "rejected_source": sources[worst]} if sources else {}),
+            **(columns or {}),
         }
 
 
@@ -135,7 +163,9 @@ def score_answers(
 def _score(judge: Any, samples: list[dict[str, Any]]) -> list[list[float]]:
     if hasattr(judge, "score"):
         prompts = [s["prompt"] for s in samples for _ in s["answers"]]
-        flat = judge.score(prompts, [a for s in samples for a in s["answers"]]).tolist()
+        names = set.intersection(*(set(s.get("columns") or {}) for s in samples)) if samples else set()
+        columns = {n: [s["columns"][n] for s in samples for _ in s["answers"]] for n in sorted(names)}
+        flat = score(judge, prompts, [a for s in samples for a in s["answers"]], columns).tolist()
         out, at = [], 0
         for s in samples:
             out.append(flat[at : at + len(s["answers"])])
@@ -156,12 +186,33 @@ def _score(judge: Any, samples: list[dict[str, Any]]) -> list[list[float]]:
     return result
 
 
-def build_pairs(samples: list[dict[str, Any]], scores: list[list[float]], rule: PairRule) -> list[dict[str, Any]]:
-    pairs = []
+def build_pairs(
+    samples: list[dict[str, Any]],
+    scores: list[list[float]],
+    rule: PairRule,
+    report: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The round's pairs, one at most per prompt; `report` (when given) counts the prompts that gave none, and why:
+    every answer tied (at which score), a score missing (the judge could not score an answer), all one text."""
+    pairs, no_pair = [], Counter()
     for sample, prompt_scores in zip(samples, scores):
         if any(not math.isfinite(x) for x in prompt_scores):
+            no_pair["unscored"] += 1
             continue
-        pair = rule.build(sample["prompt"], sample["answers"], prompt_scores, sample.get("sources"))
+        pair = rule.build(
+            sample["prompt"], sample["answers"], prompt_scores, sample.get("sources"), sample.get("columns")
+        )
         if pair is not None:
             pairs.append(pair)
-    return pairs
+        elif max(prompt_scores) - min(prompt_scores) <= rule.min_gap:
+            no_pair[f"all tied at {max(prompt_scores):g}" if len(set(prompt_scores)) == 1 else "within min_gap"] += 1
+        else:
+            no_pair["same text"] += 1
+    kept = pairs
+    if rule.max_pairs is not None and len(pairs) > rule.max_pairs:  # a seeded choice, in the prompts' order
+        chosen = sorted(random.Random(seed).sample(range(len(pairs)), rule.max_pairs))
+        kept = [pairs[i] for i in chosen]
+    if report is not None:
+        report.update(prompts=len(samples), pairs=len(kept), pairs_before_cap=len(pairs), no_pair=dict(no_pair))
+    return kept

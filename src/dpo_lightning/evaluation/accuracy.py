@@ -1,0 +1,117 @@
+"""Exact-match accuracy on held-out problems with reference answers (data=arithmetic, gsm8k, problems): greedy,
+pass@K (one of K sampled answers right) and majority@K (the most common final answer of K right), for base and the
+trained model on the same problems, each with its Wilson interval, and the paired exact test of their difference
+(McNemar, on the greedy answers). The correctness rule is a reward function (`exact_match` by default)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..core.statistics import mcnemar, proportion
+from ..data.answers import as_number, final_answer
+from .rows import Row
+
+Correct = Callable[..., list[float | None]]  # a reward function: 1.0 right, 0.0 wrong (None: no answer to check)
+
+
+@dataclass
+class ModelAccuracy:
+    """One model's answers to the held-out problems, judged right or wrong."""
+
+    greedy: list[bool]
+    sampled: list[list[bool]]  # K per problem
+    majority: list[bool]
+
+    def as_dict(self, confidence: float = 0.95) -> dict[str, Any]:
+        k = len(self.sampled[0]) if self.sampled else 0
+        out = {"greedy": _rate(self.greedy, confidence)}
+        if k:
+            out[f"pass_at_{k}"] = _rate([any(s) for s in self.sampled], confidence)
+            out[f"majority_at_{k}"] = _rate(self.majority, confidence)
+            out["sampled"] = _rate([c for s in self.sampled for c in s], confidence)
+        return out
+
+
+def _rate(values: Sequence[bool], confidence: float) -> dict[str, float]:
+    return proportion(torch.tensor([float(v) for v in values], dtype=torch.float64), confidence).as_dict()
+
+
+def majority_answer(texts: Sequence[str]) -> str | None:
+    """The most common final answer among `texts` (numbers compared as numbers; ties: the first seen)."""
+    finals = [final_answer(t) for t in texts]
+    keys = [str(as_number(f)) if f is not None and as_number(f) is not None else f for f in finals]
+    counts = Counter(k for k in keys if k is not None)
+    if not counts:
+        return None
+    best = counts.most_common(1)[0][0]
+    return finals[keys.index(best)]
+
+
+def judge_answers(
+    correct: Correct,
+    prompts: Sequence[Any],
+    greedy: Sequence[str],
+    sampled: Sequence[Sequence[str]],
+    answers: Sequence[Any],
+) -> ModelAccuracy:
+    """Each answer right or wrong by `correct` (called as a reward function, with the problems' `answer` column)."""
+
+    def right(asked: Sequence[Any], texts: Sequence[str], references: Sequence[Any]) -> list[bool]:
+        return [bool(v) for v in correct(prompts=list(asked), completions=list(texts), answer=list(references))]
+
+    k = len(sampled[0]) if sampled else 0
+    if not k:
+        return ModelAccuracy(right(prompts, greedy, answers), [], [])
+    each = lambda values: [v for v in values for _ in range(k)]  # noqa: E731 (one entry per sampled answer)
+    flat = right(each(prompts), [text for texts in sampled for text in texts], each(answers))
+    majority = [majority_answer(texts) for texts in sampled]
+    return ModelAccuracy(
+        greedy=right(prompts, greedy, answers),
+        sampled=[flat[i * k : (i + 1) * k] for i in range(len(answers))],
+        majority=right(prompts, [f"#### {m}" if m is not None else "" for m in majority], answers),
+    )
+
+
+def compare_accuracy(base: ModelAccuracy, dpo: ModelAccuracy, confidence: float = 0.95) -> dict[str, Any]:
+    """Both models' figures and the paired test of the greedy difference on the same problems."""
+    only_dpo = sum(d and not b for b, d in zip(base.greedy, dpo.greedy))
+    only_base = sum(b and not d for b, d in zip(base.greedy, dpo.greedy))
+    n = len(base.greedy)
+    return {
+        "problems": n,
+        "samples": len(base.sampled[0]) if base.sampled else 0,
+        "base": base.as_dict(confidence),
+        "dpo": dpo.as_dict(confidence),
+        "greedy_difference": {
+            "value": (sum(dpo.greedy) - sum(base.greedy)) / max(n, 1),
+            "dpo_only": only_dpo,
+            "base_only": only_base,
+            "p_value": mcnemar(only_dpo, only_base),
+            "test": "exact McNemar (two-sided)",
+        },
+    }
+
+
+def accuracy_rows(accuracy: dict[str, Any]) -> list[Row]:
+    """The summary's rows: greedy accuracy (with the paired test of the difference), pass@K and majority@K."""
+    n, k, diff = accuracy["problems"], accuracy["samples"], accuracy["greedy_difference"]
+    test = (
+        f"DPO {diff['value']:+.3f}: right where base was wrong on {diff['dpo_only']}, the reverse on "
+        f"{diff['base_only']}; McNemar p = {diff['p_value']:.2g}"
+    )
+    rows = [Row(f"exact-match accuracy on the {n} held-out problems, greedy", "accuracy_greedy",
+                accuracy["base"]["greedy"], accuracy["dpo"]["greedy"], note=test)]  # fmt: skip
+    if k:
+        temperature = accuracy.get("temperature")
+        rows += [
+            Row(f"pass@{k}: one of {k} answers sampled at temperature {temperature:g} right", f"pass_at_{k}",
+                accuracy["base"][f"pass_at_{k}"], accuracy["dpo"][f"pass_at_{k}"]),
+            Row(f"majority@{k}: the most common final answer of the {k} right", f"majority_at_{k}",
+                accuracy["base"][f"majority_at_{k}"], accuracy["dpo"][f"majority_at_{k}"]),
+        ]  # fmt: skip
+    return rows
