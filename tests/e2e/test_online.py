@@ -205,3 +205,57 @@ def test_offline_rounds_learn_the_data_pairs_then_the_loop_goes_online(straight,
     assert (second / "eval" / "metrics.json").is_file()
     with open(run / "rounds.csv") as f:
         assert [row["pairs"] for row in csv.DictReader(f)] == ["4", str(len(pairs))]
+
+
+VERIFIABLE = [  # the loop on the built-in word problems, judged by reward functions (exact_match and a user's own)
+    "data=arithmetic",
+    "data.max_train_pairs=8",
+    "judge=function",
+    "judge@eval_judge=function",
+    "judge.functions=[{_target_: dpo_lightning.judges.functions.exact_match}, {_target_: rewards_for_tests.shorter}]",
+    "online.eval.accuracy.samples=2",
+    "online.eval.accuracy.max_new_tokens=8",
+]
+
+
+def test_reward_functions_judge_the_loop_and_every_round_reports_held_out_accuracy(tmp_path):
+    """judge=function end to end on data=arithmetic (the tiny model answers nothing right: its pairs come from the
+    user's length function, beside exact_match); each round's evaluation reports exact-match accuracy on the
+    held-out problems; SIGTERM in round 1's scoring phase resumes to the same pairs and table."""
+    from dpo_lightning.tasks.online.pairs import read_lines
+
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    proc = online_process(*ONLINE, *VERIFIABLE, f"hydra.run.dir={straight}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for r in (0, 1):
+        rdir = straight / f"round_{r}"
+        pairs = read_lines(rdir / "pairs.jsonl")
+        answers = {json.dumps(s["prompt"]): s for s in read_lines(rdir / "samples.jsonl")}
+        assert pairs and all(p["answer"].endswith(".") and "operation" in p for p in pairs)  # the problems' columns
+        for pair in pairs:  # the shorter answer (nothing is right): the judge's weighted sum
+            chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+            assert len(chosen.split()) < len(rejected.split()) and json.dumps(pair["prompt"]) in answers
+        report = json.loads((rdir / "pairs_report.json").read_text())
+        assert report["prompts"] == 4 and report["pairs"] == len(pairs)
+        assert json.loads((rdir / "sampling.json").read_text())["answers_per_second"] > 0
+        accuracy = json.loads((rdir / "eval" / "metrics.json").read_text())["accuracy"]
+        assert accuracy["problems"] == 6 and accuracy["samples"] == 2 and accuracy["function"] == "exact_match"
+        assert accuracy["base_reused"] is (r == 1)  # round 1 reads base's answers from round 0's
+        assert len(read_lines(rdir / "eval" / "accuracy.jsonl")) == 6
+    with open(straight / "rounds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"accuracy", "pass_at_k", "majority_at_k", "answers_per_second", "prompts_without_pair"} <= set(rows[0])
+    stop = [
+        "+online.hooks.stop._target_=signal_injection.SignalAtChunk",
+        "+online.hooks.stop.phase=score",
+        "+online.hooks.stop.round=1",
+        "+online.hooks.stop.chunk=0",
+        f"+online.hooks.stop.once_file={tmp_path}/c",
+    ]
+    stopped = online_process(*ONLINE, *VERIFIABLE, *stop, f"hydra.run.dir={run}")
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+    done = online_process(*ONLINE, *VERIFIABLE, f"hydra.run.dir={run}", "resume=true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for r in (0, 1):
+        for name in ("samples.jsonl", "scores.jsonl", "pairs.jsonl"):
+            assert (run / f"round_{r}" / name).read_text() == (straight / f"round_{r}" / name).read_text(), name

@@ -300,7 +300,8 @@ def test_every_judge_option_composes_into_eval_yaml_and_builds(tiny_model_dir):
 
     assert judge() is None  # no judge by default
     auto = judge("judge=auto")
-    assert auto._target_.endswith("RewardJudge") and auto.train.path == "auto" and auto.model is None
+    assert auto._target_.endswith("RewardJudge") and auto.model.data == "auto"
+    assert auto.model._target_ == "dpo_lightning.tasks.judge_training.trained_judge"  # the task that trains it
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     folder = tiny_model_dir.parent / "tiny-classifier"

@@ -100,3 +100,42 @@ def test_the_datas_chosen_answer_is_ranked_among_the_samples_and_pairs_say_their
     assert plain["answers"] == ["a", "b"] and "chosen_source" not in build_pairs([plain], [[1.0, 0.0]], PairRule())[0]
     with pytest.raises(ValueError, match="no chosen answer in the data for prompt 'q'"):
         rule.candidates({"prompt": "q", "answers": ["a", "b"]}, None)
+
+
+def test_exact_answers_pair_a_right_sample_against_a_wrong_one_and_count_the_rest():
+    from dpo_lightning.judges.functions import FunctionJudge, exact_match
+
+    samples = [
+        {"prompt": "6+12?", "answers": ["#### 18", "#### 17", "#### 18", "#### 16"], "columns": {"answer": "18"}},
+        {"prompt": "2+2?", "answers": ["#### 4", "#### 4", "#### 4", "#### 4"], "columns": {"answer": "4"}},
+        {"prompt": "3x3?", "answers": ["#### 6", "#### 8", "#### 1", "#### 0"], "columns": {"answer": "9"}},
+        {"prompt": "5-1?", "answers": ["#### 4", "#### 3", "#### 5", "#### 2"], "columns": {"answer": None}},
+    ]
+    scores = _score(FunctionJudge([exact_match]), samples)  # the judge reads each prompt's `answer` column
+    assert scores[:3] == [[1.0, 0.0, 1.0, 0.0], [1.0] * 4, [0.0] * 4]
+    assert all(x != x for x in scores[3])  # no answer to check: unscored (NaN)
+    report = {}
+    (pair,) = build_pairs(samples, scores, PairRule(), report)
+    assert (pair["chosen"], pair["rejected"], pair["answer"]) == ("#### 18", "#### 17", "18")  # the columns go along
+    assert report == {"prompts": 4, "pairs": 1, "pairs_before_cap": 1,
+                      "no_pair": {"all tied at 1": 1, "all tied at 0": 1, "unscored": 1}}  # fmt: skip
+
+
+def test_chosen_from_the_data_and_a_cap_on_the_pairs():
+    rule = PairRule(chosen="data")
+    samples = [rule.candidates({"prompt": f"q{i}", "answers": ["w1", "w2"]}, f"data{i}") for i in range(5)]
+    scores = [[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.5, 0.0, 1.0]]
+    pairs = build_pairs(samples, scores, rule)
+    # the data's answer is always the chosen side, against the policy's worst; none where no sample is worse
+    assert [(p["chosen"], p["rejected"], p["chosen_source"], p["rejected_source"]) for p in pairs] == [
+        ("data0", "w1", "data", "policy"),
+        ("data1", "w2", "data", "policy"),
+        ("data3", "w1", "data", "policy"),
+        ("data4", "w2", "data", "policy"),
+    ]
+    capped, report = build_pairs(samples, scores, PairRule(chosen="data", max_pairs=2), {}, seed=3), {}
+    again = build_pairs(samples, scores, PairRule(chosen="data", max_pairs=2), report, seed=3)
+    assert capped == again and len(capped) == 2 and all(p in pairs for p in capped)  # a seeded choice, in order
+    assert report["pairs"] == 2 and report["pairs_before_cap"] == 4
+    with pytest.raises(ValueError, match="online.pairs.chosen must be best or data"):
+        PairRule(chosen="worst")

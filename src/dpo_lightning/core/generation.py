@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import seeds
 from .batches import pad_token_id
 from .logprobs import upcast
 
@@ -53,7 +54,7 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         ids, mask = left_padded(chunk, pad, device)
-        torch.manual_seed(seed + start)
+        torch.manual_seed(seeds.generation_batch(seed, start))
         sampling = (
             {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
         )

@@ -15,6 +15,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from ..core import seeds
+
 NAMES = (
     "Sara", "Omar", "Lena", "Ravi", "Mia", "Tom", "Aisha", "Jonas", "Yuki", "Carlos", "Priya", "Ben", "Fatima",
     "Leo", "Nora", "Kwame", "Ines", "Hugo", "Mei", "Sam", "Zara", "Pablo", "Elif", "Noah", "Amara", "Ivan",
@@ -179,7 +181,7 @@ def arithmetic_problems(split: str = "train", count: int | None = None, seed: in
     if split not in SPLIT_SEEDS:
         raise ValueError(f"builtin:arithmetic has the splits {sorted(SPLIT_SEEDS)}, not {split!r}")
     count = count if count is not None else (2000 if split == "train" else 500)
-    rng = random.Random(1_000_003 * SPLIT_SEEDS[split] + seed)
+    rng = random.Random(seeds.problem_split(seed, SPLIT_SEEDS[split]))
     seen: set[str] = set()
     while len(seen) < count:
         row = problem(rng, split)

@@ -23,12 +23,13 @@ from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
+from ..core import seeds
 from .collate import PackedPairCollator, PairCollator
 from .formats import PreferencePair
 from .readers import BadRows
 from .resumable import ResumableLoader
 from .sources import PairSource, check_sources, check_streaming
-from .streaming import SOURCE_SEED_STRIDE, MixedStream, StreamingLoader, largest_remainder
+from .streaming import MixedStream, StreamingLoader, largest_remainder
 from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class PreferenceDataModule(LightningDataModule):
         counts = self._counts([len(train) for train, _ in loaded])
         train: list[tuple[PreferencePair, int]] = []
         for i, (source, (pairs, val)) in enumerate(zip(self.sources, loaded)):
-            drawn = pairs if counts is None else draw(pairs, counts[i], self.seed + i * SOURCE_SEED_STRIDE)
+            drawn = pairs if counts is None else draw(pairs, counts[i], seeds.mixture_source(self.seed, i))
             if counts is not None and counts[i] > len(pairs) and not self.streaming:
                 log.warning("source %s: %d pairs drawn from its %d (repeated)", source.name, counts[i], len(pairs))
             train.extend((p, i) for p in drawn)
@@ -195,7 +196,7 @@ class PreferenceDataModule(LightningDataModule):
     def train_stream(self) -> MixedStream:
         """Every source's stream (its own seeds), interleaved by weight (or pairs, as proportions)."""
         streams = [
-            s.stream(self.pair_tokenizer, self.shuffle_buffer, self.seed + i * SOURCE_SEED_STRIDE)
+            s.stream(self.pair_tokenizer, self.shuffle_buffer, seeds.mixture_source(self.seed, i))
             for i, s in enumerate(self.sources)
         ]
         weights = [float(s.weight if s.weight is not None else s.pairs or 1.0) for s in self.sources]

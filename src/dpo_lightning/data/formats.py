@@ -283,7 +283,7 @@ class ProblemFormat(PairFormat):
     every run), so the evaluation's pair figures read on problems too; the raw answer goes to `columns["answer"]`
     for `exact_match`, with the row's other fields. `suffix` is appended to every prompt (how to answer)."""
 
-    prompt_field: str = "question"
+    prompt_field: str = "prompt"  # GSM8K's: question
     answer_field: str = "answer"
     suffix: str = ""
 

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ..core import seeds
+
 
 class EpochSampler(Sampler[int]):
     def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
@@ -28,7 +30,9 @@ class EpochSampler(Sampler[int]):
             self.epoch, self.skip = epoch, 0
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        order = torch.randperm(
+            self.size, generator=torch.Generator().manual_seed(seeds.epoch_order(self.seed, self.epoch))
+        ).tolist()
         order = (order * self.world_size)[: len(self) * self.world_size][self.rank :: self.world_size]
         start, self.skip = self.skip, 0
         return iter(order[start:])

@@ -26,11 +26,10 @@ from typing import Any
 
 import torch
 
+from ..core import seeds
 from .tokenize import TokenizedPair
 
 MIX_BLOCK = 1024
-WINDOW_SEED_STRIDE = 7_919_993  # window w > 0 of an epoch: seed + epoch + w * stride (window 0: seed + epoch)
-SOURCE_SEED_STRIDE = 1_000_003  # source i of a mixture: its seeds offset by i * stride
 
 State = dict[str, int]
 
@@ -48,7 +47,7 @@ class SourceStream:
         self.rows, self.to_pair, self.window, self.seed = rows, to_pair, window, seed
 
     def order(self, epoch: int, window: int, size: int) -> list[int]:
-        seed = self.seed + epoch + window * WINDOW_SEED_STRIDE
+        seed = seeds.stream_window(self.seed, epoch, window)
         return torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
 
     def pairs(self, state: State | None = None) -> Iterator[tuple[TokenizedPair, State]]:
@@ -97,7 +96,7 @@ def block_labels(weights: list[float], block: int, seed: int) -> list[int]:
     remainders), in a seeded order."""
     counts = largest_remainder(weights, MIX_BLOCK)
     labels = torch.repeat_interleave(torch.arange(len(weights)), torch.tensor(counts))
-    order = torch.randperm(MIX_BLOCK, generator=torch.Generator().manual_seed(seed * 31 + block))
+    order = torch.randperm(MIX_BLOCK, generator=torch.Generator().manual_seed(seeds.mixture_block(seed, block)))
     return labels[order].tolist()
 
 

@@ -100,7 +100,7 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
     the answers' diversity, judge them (with `judge=`), and write metrics.json, generations.jsonl, the plots and
     the reports. Returns the one result object every output is rendered from."""
     run = open_run(cfg)
-    judge_spec = resolve_judge(cfg, run)  # judge=auto trains (or reads from the cache) before the models load
+    judge_spec = resolve_judge(cfg.get("judge"), run.config)  # judge=auto trains (or reads its cache) first
     base, policy, tokenizer = load_models(run, cfg.get("base_model"))
     held_out = held_out_pairs(cfg, run, tokenizer)
     result, rewards = compare_on_pairs(cfg, run, held_out, base, policy)

@@ -2,7 +2,7 @@
 `judge.train.overrides`), once: it is cached under `<cache>/judges/<key>/`, the key a hash of everything that shapes
 it (model, data, module, optimizer, scheduler, trainer, peft, seed), like the embedded model's conversion.
 
-What it learns from (`judge.train.path`, `judge_data_path`): pairs disjoint from the run's training pairs where
+What it learns from (`judge.model.data`, `judge_data_path`): pairs disjoint from the run's training pairs where
 there are such (the built-in set's `judge` split for a run on `builtin:train`, or a path you give), else the run's
 own training pairs, and then the evaluation says, prominently, that the judge grades its own homework. It never
 sees the held-out pairs, on which `evaluate.py` reports the judge's own accuracy.
@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,24 @@ def cached_judge(
             log.info("Judge from the cache: %s", home)
     final = home / "final"
     return str(final / "merged" if (final / "merged").is_dir() else final)
+
+
+@dataclass
+class TrainedJudge:
+    """What `trained_judge` gives the judge config: the model folder, and what it learned from."""
+
+    folder: str
+    data: str  # the pairs it was trained on
+    own_pairs: bool  # the run's own training pairs: it grades its own homework
+
+
+def trained_judge(
+    run_config: DictConfig, data: str = "auto", negatives: list[str] | None = None, overrides: Any = None
+) -> TrainedJudge:
+    """The task `judge=auto` names as its model (`_target_`): the reward model for the run of `run_config`, trained
+    on `data` (auto: pairs disjoint from the run's where there are such, `judge_data_path`) with the derived
+    `negatives`, once; later calls read it from the cache."""
+    path, own = judge_data_path(run_config, data)
+    cache_dir = (run_config.get("paths") or {}).get("cache_dir")
+    folder = cached_judge(run_config, overrides, cache_dir, data_path=path, negatives=list(negatives or []))
+    return TrainedJudge(folder, path, own)

@@ -2,13 +2,14 @@
 
 The judge compares DPO's answers with base's (greedy, sampled, and the temperature-1 samples the KL is measured
 on), both models' greedy answers with the held-out reference (chosen) answers, and the chosen against the rejected
-answer of every held-out pair (its own accuracy: how far to trust it). `judge=auto` first trains a reward model,
-once and cached (`auto_judge.py`), on data disjoint from the run's training pairs where there is such data;
-otherwise the result says that the judge was self-trained.
+answer of every held-out pair (its own accuracy: how far to trust it). `judge=auto` names a task as its model: a
+reward model trained once and cached (`judge_training.py`), on data disjoint from the run's training pairs where
+there is such data; otherwise the result says that the judge was self-trained.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from ..data.text import as_text
 from ..evaluation.head_to_head import length_controlled
 from ..evaluation.verdicts import judge_accuracy, win_rate
 from ..judges.base import compare
-from .judge_training import cached_judge, judge_data_path
+from .judge_training import trained_judge
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,26 +36,25 @@ class JudgeSpec:
     self_trained: bool = False  # judge=auto on the run's own training pairs
 
 
-def resolve_judge(cfg: DictConfig, run: Any) -> JudgeSpec | None:
-    """The `judge` config with `judge=auto`'s reward model trained (or found in the cache) and put in as its model."""
-    if not cfg.get("judge"):
+def resolve_judge(judge: DictConfig | None, run_config: DictConfig) -> JudgeSpec | None:
+    """The judge config (`judge=` an option) ready to build for the run of `run_config`: where its `model` names a
+    task (`_target_`, judge=auto's training), the task runs (or reads its cache) and its folder is put in."""
+    if not judge:
         return None
-    judge_cfg = OmegaConf.create(OmegaConf.to_container(cfg.judge, resolve=True))
-    train = judge_cfg.pop("train", None)
-    if not train:
-        trained_on = reward_run_data(judge_cfg.get("model"))
-        own = run.config.data.get("path")
-        return JudgeSpec(judge_cfg, trained_on, self_trained=trained_on is not None and trained_on == str(own))
-
-    path, self_trained = judge_data_path(run.config, train.get("path"))
-    judge_cfg.model = cached_judge(
-        run.config,
-        train.get("overrides"),
-        run.config.get("paths", {}).get("cache_dir"),
-        data_path=path,
-        negatives=list(train.get("negatives") or []),
-    )
-    return JudgeSpec(judge_cfg, trained_on=path, self_trained=self_trained)
+    judge_cfg = OmegaConf.create(OmegaConf.to_container(judge, resolve=True))
+    legacy = judge_cfg.pop("train", None)
+    if legacy:  # 0.1's judge=auto kept its training under `train:` (path, negatives, overrides)
+        log.warning("judge.train is deprecated: judge=auto's training is now judge.model (data, negatives, overrides)")
+        judge_cfg.model = {"_target_": f"{trained_judge.__module__}.trained_judge", "data": legacy.get("path", "auto"),
+                           "negatives": legacy.get("negatives"), "overrides": legacy.get("overrides")}  # fmt: skip
+    model = judge_cfg.get("model")
+    if isinstance(model, DictConfig) and "_target_" in model:
+        trained = instantiate(model, run_config=run_config)
+        judge_cfg.model = trained.folder
+        return JudgeSpec(judge_cfg, trained_on=trained.data, self_trained=trained.own_pairs)
+    trained_on = reward_run_data(model)
+    own = run_config.data.get("path")
+    return JudgeSpec(judge_cfg, trained_on, self_trained=trained_on is not None and trained_on == str(own))
 
 
 def reward_run_data(model: str | None) -> str | None:

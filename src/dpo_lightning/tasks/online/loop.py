@@ -39,6 +39,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ...core import seeds
 from ...data.text import as_text
 from ...evaluation.blind import write_pairs_sheet
 from ...evaluation.head_to_head import HEAD_TO_HEAD, head_to_head
@@ -138,25 +139,20 @@ class Loop:
                 ids.append(tokens.prompt)
         val = self.out / "val.jsonl"
         if not val.is_file():
-            rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in data.val_pairs]
+            rows = [
+                {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, **p.columns} for p in data.val_pairs
+            ]
             atomic_lines(val, rows)
         return prompts, ids
 
     def judges(self) -> Any:
         """The judge that scores the samples (`judge=`) and the one that judges every round's evaluation
-        (`eval_judge=`), each resolved once against the run's own data (judge=auto is trained once, or read from
-        the cache): the evaluation judge is then a fixed reward-model folder for every round."""
-
-        run = type("Run", (), {"config": self.cfg})
-
-        def resolved(key: str) -> Any:  # the option's interpolations (e.g. ${data.path}) read in the run's config
-            node = self.cfg.get(key)
-            return resolve_judge(OmegaConf.create({"judge": OmegaConf.to_container(node, resolve=True)}), run)
-
-        scorer = resolved("judge")
+        (`judge@eval_judge=`), each resolved once against the run's own config (judge=auto is trained once, or read
+        from the cache): the evaluation judge is then a fixed config for every round."""
+        scorer = resolve_judge(self.cfg.get("judge"), self.cfg)
         if scorer is None:
-            raise ValueError("the online loop needs a judge to score its samples: judge=auto, reward or llm")
-        evaluator = resolved("eval_judge")
+            raise ValueError("the online loop needs a judge to score its samples: judge=auto, reward, llm or function")
+        evaluator = resolve_judge(self.cfg.get("eval_judge"), self.cfg)
         self.eval_judge = evaluator.config if evaluator is not None else None
         return instantiate(scorer.config)(device=self.device, batch_size=self.sampling.batch_size)
 
@@ -181,7 +177,9 @@ class Loop:
             atomic_lines(rdir / "pairs.jsonl", pairs)
             log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(asked))
             if self.cfg.online.get("read_pairs") and not offline:
-                sheet = write_pairs_sheet(rdir, int(self.cfg.online.read_pairs), seed=int(self.cfg.seed) + r)
+                sheet = write_pairs_sheet(
+                    rdir, int(self.cfg.online.read_pairs), seed=seeds.round_sheet(int(self.cfg.seed), r)
+                )
                 log.info("round %d: read %s blind, then: python -m dpo_lightning.evaluation.blind %s --score "
                          "<your verdicts>", r, sheet, rdir)  # fmt: skip
         self.phase_hook("train", r)
@@ -278,11 +276,11 @@ class Loop:
     def round_prompts(self, r: int, n: int) -> list[int]:
         """The round's prompts: a seeded choice of `online.prompts_per_round` (all of them when null), in order."""
         k = self.cfg.online.get("prompts_per_round") or n
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(self.cfg.seed) + 7919 * r))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seeds.round_prompts(int(self.cfg.seed), r)))
         return sorted(order[: min(k, n)].tolist())
 
     def seed(self, r: int) -> int:
-        return int(self.cfg.seed) + 1_000_003 * (r + 1)
+        return seeds.round_sampling(int(self.cfg.seed), r)
 
     def chunk_hook(self, phase: str, r: int, rdir: Path) -> Callable[[int], None]:
         def on_chunk(index: int) -> None:

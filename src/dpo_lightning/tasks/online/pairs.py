@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core import seeds
 from ...core.records import append_lines, atomic_lines, read_lines
 from ...judges.base import score
 from .samplers import BACKENDS
@@ -136,7 +137,7 @@ def sample_answers(
     first prompt's index."""
     done = len(read_lines(out))
     for index, (start, stop) in enumerate(chunks(len(prompts), sampling.prompts_per_chunk, done)):
-        answers = sampler(prompt_ids[start:stop], seed + start)
+        answers = sampler(prompt_ids[start:stop], seeds.generation_batch(seed, start))
         append_lines(out, [{"prompt": prompts[i], "answers": answers[i - start]} for i in range(start, stop)])
         on_chunk(index)
     return [row["answers"] for row in read_lines(out)]
