@@ -130,7 +130,13 @@ def test_sigterm_in_each_phase_resumes_to_the_same_pairs_and_metrics(straight, t
     for key, value in a.items():
         if not key.startswith(("train/step_seconds", "train/tokens_per_second", "train/peak_memory")):
             assert b[key] == pytest.approx(value, abs=1e-5), key
-    assert (run / "rounds.csv").read_text() == (straight / "rounds.csv").read_text()
+    assert without_timing(run / "rounds.csv") == without_timing(straight / "rounds.csv")
+
+
+def without_timing(path) -> list[dict]:
+    """The rounds table without the sampling phase's speed (the machine's, never the same twice)."""
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k != "answers_per_second"} for row in csv.DictReader(f)]
 
 
 def test_the_vllm_backend_samples_each_round_from_that_rounds_policy_folder(straight, tmp_path):

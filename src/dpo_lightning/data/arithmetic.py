@@ -1,6 +1,6 @@
-"""The built-in word problems (`data=arithmetic`, path `builtin:arithmetic`): seeded, one- and two-step, with +, -,
-x and / on whole numbers, each with its worked answer, so the verifiable-rewards jobs run on a fresh machine with no
-download.
+"""The built-in word problems (`data=arithmetic`, path `builtin:arithmetic`): seeded, one- and two-step (a
+quarter), with +, -, x and / on small whole numbers, each with its worked answer, so the verifiable-rewards jobs run
+on a fresh machine with no download.
 
 Every operation has several phrasings and the splits share none: `train` draws from the training phrasings, `test`
 (held out, never trained on) from the others, with its own seed. A model that learned the training wording learned
@@ -126,7 +126,7 @@ PHRASINGS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 HELD_OUT = {"add": 2, "subtract": 2, "multiply": 2, "divide": 2}  # phrasings kept for the test split (two-step: 1)
 SPLIT_SEEDS = {"train": 0, "test": 1}
-TWO_STEP_SHARE = 0.3
+TWO_STEP_SHARE = 0.25
 
 
 def phrasings(operation: str, split: str) -> list[int]:
@@ -137,24 +137,26 @@ def phrasings(operation: str, split: str) -> list[int]:
 
 
 def _numbers(rng: random.Random, operation: str) -> dict[str, int]:
+    """Small whole numbers (sums of two numbers up to 20, products and quotients of numbers up to 9): problems a
+    135M model gets right some of the time, so that sampled answers differ in correctness."""
     first = operation.split(",")[0]
     if first == "add":
-        a, b = rng.randint(2, 60), rng.randint(2, 40)
+        a, b = rng.randint(2, 20), rng.randint(2, 20)
         s = a + b
     elif first == "subtract":
-        b = rng.randint(2, 40)
-        a = b + rng.randint(1, 50)
+        b = rng.randint(2, 20)
+        a = b + rng.randint(1, 20)
         s = a - b
     elif first == "multiply":
-        a, b = rng.randint(2, 12), rng.randint(2, 12)
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
         s = a * b
     else:  # divide: whole results
-        b, s = rng.randint(2, 10), rng.randint(2, 12)
+        b, s = rng.randint(2, 9), rng.randint(2, 9)
         a = b * s
     out = {"a": a, "b": b, "s": s, "r": s}
     if "," in operation:
         second = operation.split(",")[1]
-        d = rng.randint(1, s - 1) if second == "subtract" else rng.randint(2, 30)
+        d = rng.randint(1, s - 1) if second == "subtract" else rng.randint(2, 15)
         out.update(d=d, r=s - d if second == "subtract" else s + d)
     return out
 

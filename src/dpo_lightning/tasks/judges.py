@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.text import as_text
@@ -48,8 +48,9 @@ def resolve_judge(judge: DictConfig | None, run_config: DictConfig) -> JudgeSpec
         judge_cfg.model = {"_target_": f"{trained_judge.__module__}.trained_judge", "data": legacy.get("path", "auto"),
                            "negatives": legacy.get("negatives"), "overrides": legacy.get("overrides")}  # fmt: skip
     model = judge_cfg.get("model")
-    if isinstance(model, DictConfig) and "_target_" in model:
-        trained = instantiate(model, run_config=run_config)
+    if isinstance(model, DictConfig) and "_target_" in model:  # called directly: the run's config stays its own
+        task = OmegaConf.to_container(model)
+        trained = get_method(task.pop("_target_"))(run_config=run_config, **task)
         judge_cfg.model = trained.folder
         return JudgeSpec(judge_cfg, trained_on=trained.data, self_trained=trained.own_pairs)
     trained_on = reward_run_data(model)
