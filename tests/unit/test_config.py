@@ -13,8 +13,8 @@ from transformers import AutoTokenizer
 from conftest import CONF, ROOT, compose
 from dpo_lightning.config import ConfigError, validate_config
 
-# conf/hydra: plugin options; conf/judge: evaluate.py's group (eval.yaml), tested on its own
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "judge"))
+# conf/hydra: plugin options; conf/judge, conf/online: evaluate.py's and train_online.py's groups, tested apart
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "judge", "online"))
 
 
 def options(group):
