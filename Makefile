@@ -13,7 +13,7 @@ EVAL_ARGS ?=
 # The main job's run directory (one per `make train`).
 RUN_DIR := outputs/main/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: install train test test-slow lint format clean
+.PHONY: install train test test-slow lint format clean arithmetic-online arithmetic-offline-sampled arithmetic-offline-data
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,15 @@ format: install
 
 clean:
 	rm -rf $(VENV) .cache outputs multirun .pytest_cache
+
+# Online DPO with verifiable rewards against two offline arms, at equal pairs and steps (docs/online.md): each a
+# train_online.py run on the built-in word problems, evaluated on the same 200 held-out problems; then
+#   python -m dpo_lightning.evaluation.accuracy <arm A>/round_<last>/eval <arm B>/round_0/eval
+arithmetic-online: install
+	$(BIN)/python train_online.py experiment=arithmetic_online hydra.run.dir=outputs/arithmetic/online $(ARGS)
+
+arithmetic-offline-sampled: install
+	$(BIN)/python train_online.py experiment=arithmetic_offline_sampled hydra.run.dir=outputs/arithmetic/offline_sampled $(ARGS)
+
+arithmetic-offline-data: install
+	$(BIN)/python train_online.py experiment=arithmetic_offline_data hydra.run.dir=outputs/arithmetic/offline_data $(ARGS)

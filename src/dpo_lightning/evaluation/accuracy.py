@@ -5,13 +5,16 @@ trained model on the same problems, each with its Wilson interval, and the paire
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..core.records import read_lines
 from ..core.statistics import mcnemar, proportion
 from ..data.answers import as_number, final_answer
 from .rows import Row
@@ -115,3 +118,37 @@ def accuracy_rows(accuracy: dict[str, Any]) -> list[Row]:
                 accuracy["base"][f"majority_at_{k}"], accuracy["dpo"][f"majority_at_{k}"]),
         ]  # fmt: skip
     return rows
+
+
+def compare_runs(first: Path, second: Path, confidence: float = 0.95) -> dict[str, Any]:
+    """Two trained models' greedy accuracy on the same held-out problems (each evaluation's `accuracy.jsonl`), and
+    McNemar's exact test of their difference: the comparison of arms (online against offline DPO)."""
+    a, b = read_lines(Path(first) / "accuracy.jsonl"), read_lines(Path(second) / "accuracy.jsonl")
+    if not a or [r["prompt"] for r in a] != [r["prompt"] for r in b]:
+        raise ValueError(f"{first} and {second}: not the same held-out problems (accuracy.jsonl), or none")
+    one, two = ModelAccuracy([r["dpo_right"] for r in a], [], []), ModelAccuracy([r["dpo_right"] for r in b], [], [])
+    result = compare_accuracy(two, one, confidence)  # "dpo" is the first run, "base" the second
+    return {"first": str(first), "second": str(second), "problems": result["problems"],
+            "first_accuracy": result["dpo"]["greedy"], "second_accuracy": result["base"]["greedy"],
+            "difference": result["greedy_difference"]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description="Two evaluations' greedy exact-match accuracy on the same held-out problems, and McNemar's "
+        "exact test of the difference: python -m dpo_lightning.evaluation.accuracy <run A>/eval <run B>/eval"
+    )
+    p.add_argument("first", type=Path)
+    p.add_argument("second", type=Path)
+    args = p.parse_args(argv)
+    r = compare_runs(args.first, args.second)
+    f, s, d = r["first_accuracy"], r["second_accuracy"], r["difference"]
+    print(
+        f"{args.first}: {f['value']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}]; {args.second}: {s['value']:.3f} "
+        f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}] on {r['problems']} problems; difference {d['value']:+.3f}: right "
+        f"only in the first on {d['dpo_only']}, only in the second on {d['base_only']}; McNemar p = {d['p_value']:.3g}"
+    )
+
+
+if __name__ == "__main__":
+    main()
