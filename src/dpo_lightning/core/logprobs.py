@@ -20,7 +20,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .batches import PairBatch, TextbookBatch
 from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK, ChunkedTokenLogps, check_tile_size, upcast, vocab_tile
-from .losses.base import PairLogps
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,24 @@ PLAIN_HEAD_MODEL_TYPES = {
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 KL_ELEMENTS = 1 << 23  # elements of one fp32 temporary in token_kl (32 MB)
 _warned_plain_head: set[str] = set()
+
+
+@dataclass
+class PairLogps:
+    """Summed log-probabilities of the chosen and rejected responses, with their token counts (one row a pair)."""
+
+    chosen: Tensor
+    rejected: Tensor
+    chosen_tokens: Tensor
+    rejected_tokens: Tensor
+
+    @property
+    def chosen_mean(self) -> Tensor:
+        return self.chosen / self.chosen_tokens.clamp(min=1)
+
+    @property
+    def rejected_mean(self) -> Tensor:
+        return self.rejected / self.rejected_tokens.clamp(min=1)
 
 
 @dataclass

@@ -3,8 +3,9 @@
 `train()` and the callbacks read these from whatever `module=` builds (the DPO module, the reward model's module,
 the online loop's): a new module subclasses this and implements its step.
 
-- `policy`: the model being trained (set by the subclass). Read by ExportFinal (final/), StepTimer (FLOPs),
-  SampleGenerations and the FSDP / ZeRO-3 export.
+- `trained_model`: the model being trained, at the attribute the subclass names (`trained_model_name`: the DPO
+  module's `policy`, the reward module's `reward_model`; `train()` passes it under that name). Read by ExportFinal
+  (final/), StepTimer (FLOPs), SampleGenerations and the FSDP / ZeRO-3 export.
 - `reference`: a `reference.Reference`, `NoReference()` when there is none. Read by SampleGenerations.
 - `last_loss`: the last micro-batch's loss, kept by `remember_loss` in `training_step`. Read by NonFiniteGuard.
 - `train_metrics`, `val_metrics`: torchmetrics of sums and counts (set by the subclass), logged here; the guard
@@ -35,24 +36,23 @@ from .optim import configure_optimizers
 
 
 class PolicyModule(LightningModule):
-    policy: nn.Module
     reference: Reference
     train_metrics: Metric
     val_metrics: Metric
 
     def __init__(
         self,
-        policy: nn.Module,
+        model: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         disable_dropout: bool = True,
         sync_free: bool = False,
     ) -> None:
         super().__init__()
-        self.policy = policy
+        setattr(self, self.trained_model_name, model)  # self.policy, self.reward_model
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         if disable_dropout:  # dropout makes log-probs and rewards noisy; DPO implementations turn it off
-            for m in policy.modules():
+            for m in model.modules():
                 if isinstance(m, nn.Dropout):
                     m.p = 0.0
         self.reference = NoReference()
@@ -60,6 +60,14 @@ class PolicyModule(LightningModule):
         self.validated_at_step = -1
         # No host sync inside a step: the non-finite guard skips bad updates on the device (callbacks/guards.py)
         self.sync_free = sync_free
+
+    @property
+    def trained_model(self) -> nn.Module:
+        """The model this module trains (the DPO policy, the reward model): what the callbacks export, time and
+        check, under its attribute `trained_model_name`."""
+        return getattr(self, self.trained_model_name)
+
+    trained_model_name = "policy"
 
     def remember_loss(self, loss: Tensor) -> Tensor:
         self.last_loss = loss.detach()
@@ -76,7 +84,7 @@ class PolicyModule(LightningModule):
             self.validated_at_step = self.trainer.global_step
 
     def configure_optimizers(self) -> Any:
-        return configure_optimizers(self.policy, self.optimizer_factory, self.scheduler_factory, self.trainer)
+        return configure_optimizers(self.trained_model, self.optimizer_factory, self.scheduler_factory, self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         save_rng_states(checkpoint)

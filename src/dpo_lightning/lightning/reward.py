@@ -63,29 +63,31 @@ class RewardMetrics(Metric):
 
 
 class RewardModule(PolicyModule):
-    """`policy` is the sequence-classification model being trained (named so the export, timing and guard
-    callbacks treat it as they treat a DPO policy); it has no reference. `optimizer` and `scheduler` are partials,
-    as for `DPOModule`."""
+    """`reward_model` is the sequence-classification model being trained; it has no reference. `optimizer` and
+    `scheduler` are partials, as for `DPOModule`."""
+
+    trained_model_name = "reward_model"
 
     def __init__(
         self,
-        policy: nn.Module,
+        reward_model: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         center_rewards_coefficient: float = 0.0,
         disable_dropout: bool = True,
         sync_free: bool = False,
     ) -> None:
-        super().__init__(policy, optimizer, scheduler, disable_dropout, sync_free)
+        super().__init__(reward_model, optimizer, scheduler, disable_dropout, sync_free)
         self.loss_fn = BradleyTerryLoss(center_rewards_coefficient)
-        policy.train()
+        reward_model.train()
         self.train_metrics, self.val_metrics = RewardMetrics(), RewardMetrics()
 
     def forward(self, batch: TextbookBatch) -> tuple[Tensor, Tensor]:
         """(chosen rewards, rejected rewards), one per pair."""
         if isinstance(batch, PackedBatch):
             raise ValueError("a reward model scores whole sequences: set data.packing=false")
-        scores = self.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0].float()
+        scores = self.reward_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, 0]
+        scores = scores.float()
         half = scores.shape[0] // 2
         return scores[:half], scores[half:]
 
@@ -100,6 +102,14 @@ class RewardModule(PolicyModule):
 
     def validation_step(self, batch: TextbookBatch, batch_idx: int) -> None:
         self._step(self.val_metrics, batch)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint of 0.1 named the reward model `policy`: its weights load under `reward_model`."""
+        state = checkpoint.get("state_dict", {})
+        if any(k.startswith("policy.") for k in state):
+            checkpoint["state_dict"] = {("reward_model." + k[7:] if k.startswith("policy.") else k): v
+                                        for k, v in state.items()}  # fmt: skip
+        super().on_load_checkpoint(checkpoint)
 
 
 def sequence_classifier(loaded: Any) -> Any:

@@ -28,8 +28,8 @@ def full_policy_state_dict(trainer: Trainer, pl_module: LightningModule) -> dict
     if isinstance(trainer.strategy, DeepSpeedStrategy) and trainer.strategy.zero_stage_3:
         import deepspeed
 
-        with deepspeed.zero.GatheredParameters(list(pl_module.policy.parameters()), modifier_rank=None):
-            state = pl_module.policy.state_dict()
+        with deepspeed.zero.GatheredParameters(list(pl_module.trained_model.parameters()), modifier_rank=None):
+            state = pl_module.trained_model.state_dict()
             return {k: v.detach().cpu().clone() for k, v in state.items()} if trainer.is_global_zero else None
     if not isinstance(trainer.strategy, FSDPStrategy):
         return None
@@ -37,5 +37,5 @@ def full_policy_state_dict(trainer: Trainer, pl_module: LightningModule) -> dict
     config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
     with FSDP.state_dict_type(trainer.strategy.model, StateDictType.FULL_STATE_DICT, config):
         full = trainer.strategy.model.state_dict()
-    prefix = "policy."
+    prefix = pl_module.trained_model_name + "."
     return {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)} if trainer.is_global_zero else None

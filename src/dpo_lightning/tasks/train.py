@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import compose_config, validate_config
@@ -50,7 +50,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("reference_model"):
         extra["reference"] = instantiate(cfg.reference_model).model
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = instantiate(cfg.module, policy=policy, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **extra)
+    name = get_class(cfg.module._target_).trained_model_name  # the module's own name for it: policy, reward_model
+    extra[name] = policy
+    module = instantiate(cfg.module, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, **extra)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     for logger in loggers:  # the resolved config, secrets masked: W&B config, MLflow params, CSV hparams.yaml

@@ -1,6 +1,7 @@
 """The shared base of every preference loss: log-probs in, per-pair losses and implicit rewards out.
 
-A loss sees only per-pair summed log-probabilities and response token counts (`PairLogps`) of the policy and,
+A loss sees only per-pair summed log-probabilities and response token counts (`PairLogps`, the scorer's output,
+`core/logprobs.py`) of the policy and,
 when it needs one, of the reference. It never sees a model or a batch, so each variant stays a few lines of the
 formula from its paper and is testable by hand.
 """
@@ -11,23 +12,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-
-@dataclass
-class PairLogps:
-    """Summed log-probabilities of the chosen and rejected responses, with their token counts (one row a pair)."""
-
-    chosen: Tensor
-    rejected: Tensor
-    chosen_tokens: Tensor
-    rejected_tokens: Tensor
-
-    @property
-    def chosen_mean(self) -> Tensor:
-        return self.chosen / self.chosen_tokens.clamp(min=1)
-
-    @property
-    def rejected_mean(self) -> Tensor:
-        return self.rejected / self.rejected_tokens.clamp(min=1)
+from ..logprobs import PairLogps  # the scorer's output, what every loss reads
 
 
 @dataclass

@@ -31,7 +31,7 @@ class ExportFinal(Callback):
         state_dict = full_policy_state_dict(trainer, pl_module)  # sharded strategies: gathered on rank 0
         if trainer.is_global_zero:
             export_policy(
-                pl_module.policy,
+                pl_module.trained_model,
                 getattr(trainer.datamodule, "tokenizer", None),
                 self.dirpath,
                 self.merge_adapter,

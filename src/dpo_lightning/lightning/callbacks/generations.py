@@ -31,7 +31,7 @@ class SampleGenerations(Callback):
         if not prompts:
             return
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, device=pl_module.device)
-        policy = generate(pl_module.policy, tokenizer, prompts, **kwargs)
+        policy = generate(pl_module.trained_model, tokenizer, prompts, **kwargs)
         reference_texts = [None] * len(prompts)  # without a reference model (SFT, precompute_ref) the policy alone
         if pl_module.reference.can_run:
             with pl_module.reference.run() as reference_model:

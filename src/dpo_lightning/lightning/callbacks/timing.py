@@ -56,7 +56,7 @@ class StepTimer(Callback):
         self.flops_per_token = 0.0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.flops_per_token = 8.0 * matmul_parameters(pl_module.policy)
+        self.flops_per_token = 8.0 * matmul_parameters(pl_module.trained_model)
         self._sync(pl_module)
         self.last = time.perf_counter()
 
