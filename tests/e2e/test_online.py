@@ -77,7 +77,7 @@ def test_two_rounds_write_their_files_and_a_table(straight):
     assert score(straight / "round_1", straight / "verdicts.txt")["judge_agreement"]["rate"] == 1.0
     later = yaml.safe_load((straight / "round_1" / "train" / "config.yaml").read_text())
     assert later["model"]["init_from"] == str(straight / "round_0" / "train")  # from the previous round's policy
-    assert later["reference_model"]["init_from"] is None  # online.reference=initial: the initial policy
+    assert later["module"]["reference"]["init_from"] is None  # online.reference=initial: the initial policy
     evaluation = json.loads((straight / "round_1" / "eval" / "metrics.json").read_text())
     assert evaluation["judge"]["self_trained"] is False  # the evaluation's judge learned the built-in judge split
     with open(straight / "rounds.csv") as f:
@@ -207,7 +207,7 @@ def test_offline_rounds_learn_the_data_pairs_then_the_loop_goes_online(straight,
     assert len(samples) == 4 and pairs and all(p["chosen_score"] > p["rejected_score"] for p in pairs)
     assert all(as_text(p["chosen"]) in sum((s["answers"] for s in samples), []) for p in pairs)
     config = yaml.safe_load((second / "train" / "config.yaml").read_text())
-    assert config["model"]["init_from"] == str(first / "train") and not config.get("reference_model")
+    assert config["model"]["init_from"] == str(first / "train") and not config["module"].get("reference")
     assert (second / "eval" / "metrics.json").is_file()
     with open(run / "rounds.csv") as f:
         assert [row["pairs"] for row in csv.DictReader(f)] == ["4", str(len(pairs))]

@@ -73,6 +73,11 @@ def data_sources(config: dict[str, Any], report: dict[str, Any]) -> list[dict[st
     return out
 
 
+def is_reward_model(config: dict[str, Any]) -> bool:
+    """A train_reward.py run: a score head on the model (0.1's configs said so with `model_head`)."""
+    return (config.get("model") or {}).get("head") == "score" or bool(config.get("model_head"))
+
+
 def _target_name(node: dict[str, Any] | None) -> str:
     return str((node or {}).get("_target_", "?")).rsplit(".", 1)[-1]
 
@@ -89,7 +94,7 @@ def render_card(run_dir: Path, evaluation: dict[str, Any] | None = None) -> str:
     sources = data_sources(config, report)
     base = base_model(config)
     peft = config.get("peft") or None
-    reward_model = bool(config.get("model_head"))
+    reward_model = is_reward_model(config)
     loss = config.get("loss") or {
         "_target_": "BradleyTerryLoss",
         **{k: v for k, v in (config.get("module") or {}).items() if k == "center_rewards_coefficient"},
@@ -138,7 +143,7 @@ def command(run_dir: Path, config: dict[str, Any]) -> str:
     """The command line that trained the run: its entry point (from Hydra's record of the job) and overrides."""
     hydra = _read(run_dir / ".hydra" / "hydra.yaml") or {}
     name = ((hydra.get("hydra") or {}).get("job") or {}).get("name")
-    entry = f"{name}.py" if name else ("train_reward.py" if config.get("model_head") else "train.py")
+    entry = f"{name}.py" if name else ("train_reward.py" if is_reward_model(config) else "train.py")
     return " ".join(["python", entry, *(_read(run_dir / ".hydra" / "overrides.yaml") or [])])
 
 

@@ -16,6 +16,7 @@ from ..core.lm_head import TOKEN_CHUNK, VOCAB_CHUNK
 from ..core.logprobs import SDPA_BACKENDS, PairScorer, unwrap
 from ..core.losses import LossOutput, PairLogps, PreferenceLoss
 from ..core.reference import NoReference, Reference, build_reference
+from ..models.loading import LoadedModel
 from .metrics import PreferenceMetrics, log_metrics
 from .policy_module import PolicyModule
 from .precompute import precompute_reference, take_reference_key
@@ -24,7 +25,8 @@ from .precompute import precompute_reference, take_reference_key
 class DPOModule(PolicyModule):
     """Trains `policy` with `loss` against a reference (see `reference.py`): by default a frozen copy of the policy
     as given (its starting weights), or for a PEFT policy the same weights with the adapter disabled (no second copy);
-    `reference=` a frozen model to use instead, or a ready `Reference`.
+    `reference=` a frozen model to use instead (or a model config's `LoadedModel`: `module.reference: {_target_:
+    ...load_causal_lm, ...}`), or a ready `Reference`.
 
     `optimizer` and `scheduler` are partials (`_partial_: true` in config): `optimizer(params)` and
     `scheduler(optimizer, num_training_steps=...)`. With `precompute_ref`, the reference log-probs of every training
@@ -38,7 +40,7 @@ class DPOModule(PolicyModule):
         loss: PreferenceLoss,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        reference: nn.Module | Reference | None = None,
+        reference: nn.Module | LoadedModel | Reference | None = None,
         fused_head: bool = True,
         head_chunk_size: int = TOKEN_CHUNK,
         head_vocab_chunk_size: int | str = VOCAB_CHUNK,
@@ -55,6 +57,8 @@ class DPOModule(PolicyModule):
         self.scorer = PairScorer(fused_head, head_chunk_size, head_vocab_chunk_size, separate_halves)
         self.loss_fn = loss
         # Built before the policy is changed below (checkpointing, compile): a frozen copy is of the policy as given.
+        if isinstance(reference, LoadedModel):  # a model config in module.reference (the online loop's initial policy)
+            reference = reference.model
         self.reference = (
             reference
             if isinstance(reference, Reference)

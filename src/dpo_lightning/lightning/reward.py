@@ -9,7 +9,6 @@ uses it as a judge.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from ..core.batches import PackedBatch, TextbookBatch
-from ..models import LoadedModel
+from ..models.loading import sequence_classifier  # noqa: F401  (0.1's dpo_lightning.reward.sequence_classifier)
 from .policy_module import PolicyModule
 
 
@@ -110,18 +109,3 @@ class RewardModule(PolicyModule):
             checkpoint["state_dict"] = {("reward_model." + k[7:] if k.startswith("policy.") else k): v
                                         for k, v in state.items()}  # fmt: skip
         super().on_load_checkpoint(checkpoint)
-
-
-def sequence_classifier(loaded: Any) -> Any:
-    """A loaded causal LM (`models.LoadedModel`) as a one-logit sequence classifier on the same backbone: its
-    weights copied, a new score head, the tokenizer's pad id in the config (where the reward is read)."""
-    from transformers import AutoModelForSequenceClassification
-
-    config = copy.deepcopy(loaded.model.config)
-    config.num_labels = 1
-    config.pad_token_id = loaded.tokenizer.pad_token_id
-    if config.pad_token_id is None:
-        config.pad_token_id = loaded.tokenizer.eos_token_id
-    model = AutoModelForSequenceClassification.from_config(config, dtype=loaded.model.dtype)
-    model.base_model.load_state_dict(loaded.model.base_model.state_dict())
-    return LoadedModel(model, loaded.tokenizer, loaded.name_or_path)

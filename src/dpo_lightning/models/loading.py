@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -71,11 +72,13 @@ def load_causal_lm(
     init_from: str | None = None,
     quantization: str | None = None,
     recipe: Any = None,
+    head: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer (`embedded:<name>`, a local Hugging Face folder, or a hub id).
 
     `recipe` (the model option's training recipe: learning rates, precision, batch; `config/recipes.py`) is read by
-    the other config groups, never by loading.
+    the other config groups, never by loading. `head: score` puts a one-logit score head on the backbone (a
+    reward model, conf/reward.yaml).
 
     `quantization="nf4"` loads the weights in 4-bit NF4 through bitsandbytes (QLoRA's base; `peft=qlora`).
 
@@ -99,7 +102,7 @@ def load_causal_lm(
         **quantization_kwargs(quantization, dtype),
     )
     prepare_for_training(model)
-    return LoadedModel(model, load_tokenizer(source, trust_remote_code, revision), name_or_path)
+    return with_head(LoadedModel(model, load_tokenizer(source, trust_remote_code, revision), name_or_path), head)
 
 
 def quantization_kwargs(quantization: str | None, dtype: str = "bfloat16") -> dict:
@@ -134,3 +137,27 @@ def check_quantization(quantization: str) -> None:
 def prepare_for_training(model: nn.Module) -> None:
     """No KV cache in training forwards (activation checkpointing is `module.activation_checkpointing`)."""
     model.config.use_cache = False
+
+
+HEADS = (None, "score")
+
+
+def with_head(loaded: LoadedModel, head: str | None) -> LoadedModel:
+    if head not in HEADS:
+        raise ValueError(f"model.head must be null (the LM head) or score (a reward model's), got {head!r}")
+    return sequence_classifier(loaded) if head == "score" else loaded
+
+
+def sequence_classifier(loaded: Any) -> Any:
+    """A loaded causal LM (`models.LoadedModel`) as a one-logit sequence classifier on the same backbone: its
+    weights copied, a new score head, the tokenizer's pad id in the config (where the reward is read)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = copy.deepcopy(loaded.model.config)
+    config.num_labels = 1
+    config.pad_token_id = loaded.tokenizer.pad_token_id
+    if config.pad_token_id is None:
+        config.pad_token_id = loaded.tokenizer.eos_token_id
+    model = AutoModelForSequenceClassification.from_config(config, dtype=loaded.model.dtype)
+    model.base_model.load_state_dict(loaded.model.base_model.state_dict())
+    return LoadedModel(model, loaded.tokenizer, loaded.name_or_path)

@@ -19,6 +19,7 @@ from .loading import (
     load_tokenizer,
     prepare_for_training,
     resolve_name_or_path,
+    with_head,
 )
 
 # name -> hidden, layers, attention heads, key/value heads, MLP width, vocabulary, LM head tied to the embedding
@@ -62,13 +63,14 @@ def build_random_llama(
     attn_implementation: str = "sdpa",
     cache_dir: str | None = None,
     recipe: Any = None,
+    head: str | None = None,
 ) -> LoadedModel:
     """A Llama of `shape` with random weights in `dtype`, built on `device` (e.g. `cuda`: seconds for 8B parameters,
     against minutes of random init on a CPU), with the tokenizer of `tokenizer_from` (its ids are all below the
     shapes' vocabulary sizes). `recipe` is read by the other config groups (`config/recipes.py`), not here."""
     tokenizer = load_tokenizer(resolve_name_or_path(tokenizer_from, cache_dir))
     model = _seeded_model(llama_config(shape, attn_implementation), tokenizer, seed, dtype, device)
-    return LoadedModel(model, tokenizer, f"random-{shape}(seed={seed})")
+    return with_head(LoadedModel(model, tokenizer, f"random-{shape}(seed={seed})"), head)
 
 
 def build_tiny_llama(
@@ -83,13 +85,16 @@ def build_tiny_llama(
     init_from: str | None = None,
     quantization: str | None = None,
     recipe: Any = None,
+    head: str | None = None,
 ) -> LoadedModel:
     """A random-init Llama of a few hundred thousand parameters sharing the tokenizer of `tokenizer_from`.
 
     Builds in seconds: for tests and smoke runs. With `name_or_path` (or `init_from`) set, that model is loaded.
     """
     if name_or_path or init_from:  # (load_causal_lm checks the quantization)
-        return load_causal_lm(name_or_path, cache_dir=cache_dir, init_from=init_from, quantization=quantization)
+        return load_causal_lm(
+            name_or_path, cache_dir=cache_dir, init_from=init_from, quantization=quantization, head=head
+        )
     if quantization:
         check_quantization(quantization)
         raise ValueError("model.quantization needs saved weights to quantize: set model.name_or_path")
@@ -106,7 +111,7 @@ def build_tiny_llama(
         max_position_embeddings=2048,
         tie_word_embeddings=True,
     )
-    return LoadedModel(_seeded_model(config, tokenizer, seed), tokenizer, f"tiny-llama(seed={seed})")
+    return with_head(LoadedModel(_seeded_model(config, tokenizer, seed), tokenizer, f"tiny-llama(seed={seed})"), head)
 
 
 def _seeded_model(config, tokenizer, seed: int, dtype: str = "float32", device: str | None = None):

@@ -37,7 +37,7 @@ from .train import train
 
 log = logging.getLogger(__name__)
 
-KEY_SECTIONS = ("model", "model_head", "data", "module", "optimizer", "scheduler", "trainer", "peft", "seed")
+KEY_SECTIONS = ("model", "data", "module", "optimizer", "scheduler", "trainer", "peft", "seed")
 MACHINE_KEYS = ("cache_dir", "report_path")  # where things are written on this machine: not what the judge is
 
 
@@ -69,9 +69,9 @@ def judge_config(
 
     cfg = compose_config("reward", [f"paths.output_dir={os.devnull}"])
     OmegaConf.set_struct(cfg, False)
-    cfg.model = (
-        OmegaConf.merge(run_config.model, {"init_from": None}) if "init_from" in run_config.model else run_config.model
-    )
+    start = {"init_from": None} if "init_from" in run_config.model else {}
+    model = OmegaConf.create(OmegaConf.to_container(run_config.model))  # (its interpolations resolve in cfg)
+    cfg.model = OmegaConf.merge(model, {**start, "head": "score"})  # the run's model, a score head on it
     cfg.data = OmegaConf.merge(run_config.data, {"packing": False})
     if data_path and data_path != run_config.data.get("path") and not run_config.data.get("sources"):
         cfg.data.path = data_path

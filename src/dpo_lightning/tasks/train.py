@@ -40,15 +40,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     loss = instantiate(cfg.loss) if cfg.get("loss") else None
     loaded = instantiate(cfg.model)
-    if cfg.get("model_head"):  # e.g. train_reward.py: the LM's backbone under a one-logit score head
-        loaded = instantiate(cfg.model_head)(loaded)
     policy = instantiate(cfg.peft)(loaded.model) if cfg.get("peft") else loaded.model
     datamodule = instantiate(cfg.data, tokenizer=loaded.tokenizer)
-    # The module builds its reference (reference.build_reference): a frozen copy of the policy as loaded, or the
-    # adapter disabled; `reference_model` (a model config, e.g. the online loop's initial policy) loads another.
+    # The module builds its reference (core/reference.build_reference): a frozen copy of the policy as loaded, or the
+    # adapter disabled; `module.reference` (a model config, e.g. the online loop's initial policy) loads another.
     extra = {"loss": loss} if loss is not None else {}  # a reward model's module has its own loss
-    if cfg.get("reference_model"):
-        extra["reference"] = instantiate(cfg.reference_model).model
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     name = get_class(cfg.module._target_).trained_model_name  # the module's own name for it: policy, reward_model
     extra[name] = policy

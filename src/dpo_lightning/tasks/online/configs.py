@@ -1,9 +1,10 @@
-"""The configs of one online round's two runs, built from the online run's own: the round's DPO training (a
-train.py run on the round's pairs, from the previous round's policy) and its evaluation (an evaluate.py run)."""
+"""The configs of one online round's two runs, built from the online run's own (never changed): the round's DPO
+training (a train.py config of the run's train.yaml keys, on the round's pairs, from the previous round's policy) and
+its evaluation (conf/eval.yaml composed, with `online.eval`'s settings)."""
 
 from __future__ import annotations
 
-import copy
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +20,40 @@ def previous_policy(out: Path, r: int) -> Path:
 
 
 def round_train_config(run: DictConfig, out: Path, r: int, rdir: Path) -> DictConfig:
-    """The round's train.py config: the run's own, on the round's pairs, from the previous round's policy."""
-    cfg = copy.deepcopy(run)
-    OmegaConf.set_struct(cfg, False)
-    for key in ("online", "judge", "eval_judge"):
-        cfg.pop(key, None)
-    data = cfg.data
-    cfg.data = OmegaConf.create(
+    """The round's train.py config: the run's own train.yaml keys (its model, loss, module, trainer, ...; not the
+    loop's), on the round's pairs, in round_<r>/train, from the previous round's policy; the run's config itself is
+    left as it is."""
+    own = {key: run[key] for key in train_keys() if key in run}
+    data = {
+        "_target_": "dpo_lightning.data.preference_data",
+        "format": {"_target_": "dpo_lightning.data.PreferenceFormat"},
+        "path": str(rdir / "pairs.jsonl"),
+        "val_path": str(out / "val.jsonl"),
+        "chat_template": bool(run.data.get("chat_template", False)),
+        **{k: run.data[k] for k in ROUND_DATA_KEYS if k in run.data},
+        "report_path": str(rdir / "train" / "data_report.json"),
+    }
+    initial = OmegaConf.to_container(run.model)
+    starts = {"model": {"init_from": str(previous_policy(out, r))}} if r > 0 else {}
+    if r > 0 and run.online.reference == "initial":  # the initial policy, loaded as the module's reference
+        starts["module"] = {"reference": initial}
+    cfg = OmegaConf.merge(
+        own,
         {
-            "_target_": "dpo_lightning.data.preference_data",
-            "format": {"_target_": "dpo_lightning.data.PreferenceFormat"},
-            "path": str(rdir / "pairs.jsonl"),
-            "val_path": str(out / "val.jsonl"),
-            "chat_template": bool(data.get("chat_template", False)),
-            **{k: data[k] for k in ROUND_DATA_KEYS if k in data},
-            "report_path": str(rdir / "train" / "data_report.json"),
-        }
+            "paths": {"output_dir": str(rdir / "train")},
+            "resume": (rdir / "train" / "checkpoints").is_dir(),
+            "hub": {"repo_id": None},
+        },
+        starts,
     )
-    cfg.paths.output_dir = str(rdir / "train")
-    cfg.resume = (rdir / "train" / "checkpoints").is_dir()
-    cfg.hub = {"repo_id": None}
-    if r > 0:
-        cfg.model.init_from = str(previous_policy(out, r))
-        if run.online.reference == "initial":
-            cfg.reference_model = copy.deepcopy(run.model)
+    OmegaConf.update(cfg, "data", data, merge=False)  # the round's pairs replace the run's data option whole
     return cfg
+
+
+@cache
+def train_keys() -> tuple[str, ...]:
+    """The keys of a train.py config (conf/train.yaml composed): what a round's training takes from the run."""
+    return tuple(compose_config("train", ["paths.output_dir=unused"]).keys())
 
 
 def round_eval_config(run: DictConfig, rdir: Path, eval_judge: Any) -> DictConfig:
