@@ -27,17 +27,10 @@ import torch
 
 from ..core.statistics import bca, wilson
 from ..judges.reward import RewardJudge
+from .records import GENERATIONS, EvaluationRecord, read_generations
 from .verdicts import win_rate
 
-GENERATIONS = "generations.jsonl"
 HEAD_TO_HEAD = "head_to_head.json"  # where online.compare_to writes the result, beside the evaluation it scores
-
-
-def read_generations(eval_dir: Path) -> list[dict[str, Any]]:
-    path = Path(eval_dir) / GENERATIONS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no generations; give an evaluation's output folder (<run>/eval)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def paired_answers(first: Path, second: Path, field: str) -> tuple[list[Any], list[str], list[str]]:
@@ -57,10 +50,10 @@ def paired_answers(first: Path, second: Path, field: str) -> tuple[list[Any], li
 
 def evaluation_judge(eval_dir: Path) -> str:
     """The reward model an evaluation was judged by (from its metrics.json)."""
-    judge = json.loads((Path(eval_dir) / "metrics.json").read_text()).get("judge") or {}
-    if judge.get("kind") != "reward model":
+    record = EvaluationRecord.read(eval_dir)
+    if record.judge_kind != "reward model":
         raise ValueError(f"{eval_dir}/metrics.json: its judge is not a reward model folder; give --judge <folder>")
-    return judge["model"]
+    return record.judge_model
 
 
 def head_to_head(

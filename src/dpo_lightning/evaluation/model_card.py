@@ -22,6 +22,7 @@ from ..core.hub import is_hub_id
 from ..core.redaction import redact_text
 from ..core.tables import markdown_table
 from ..data.readers import BUILTIN_PREFIX
+from .records import METRICS, SCHEMA, EvaluationRecord
 from .rows import summary_table
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,10 @@ def render_card(run_dir: Path, evaluation: dict[str, Any] | None = None) -> str:
     config = _read(run_dir / "config.yaml") or {}
     metrics = _read(run_dir / "metrics.json") or {}
     report = _read(run_dir / "data_report.json") or {}
-    evaluation = evaluation if evaluation is not None else _read(run_dir / "eval" / "metrics.json")
+    if evaluation is not None:  # evaluate.py's own result, as it writes it
+        evaluation = EvaluationRecord(evaluation, SCHEMA)
+    elif (run_dir / "eval" / METRICS).is_file():
+        evaluation = EvaluationRecord.read(run_dir / "eval")
     sources = data_sources(config, report)
     base = base_model(config)
     peft = config.get("peft") or None
@@ -164,19 +168,18 @@ def usage(peft: bool, reward_model: bool) -> list[str]:
     return lines
 
 
-def evaluation_section(ev: dict[str, Any]) -> list[str]:
+def evaluation_section(ev: EvaluationRecord) -> list[str]:
     """The evaluation's summary rows and warnings (eval/metrics.json, written from `EvaluationResult`)."""
-
-    header, cells = summary_table(ev.get("summary") or [])
+    header, cells = summary_table(ev.summary)
     lines = [
         "## Evaluation (evaluate.py)",
         "",
-        f"On {ev['pairs']} held-out pairs ({ev['data']}); {ev.get('confidence', 0.95):.0%} intervals.",
+        f"On {ev.pairs} held-out pairs ({ev.raw['data']}); {ev.raw.get('confidence', 0.95):.0%} intervals.",
         "",
         *markdown_table(header, cells),
         "",
     ]
-    warnings = ev.get("warnings") or []
+    warnings = ev.warnings
     lines += ["**Warnings:**", "", *(f"- ⚠ {w}" for w in warnings)] if warnings else ["No evaluation warning raised."]
     return [*lines, ""]
 

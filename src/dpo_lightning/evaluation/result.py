@@ -13,6 +13,7 @@ from typing import Any
 
 from .accuracy import accuracy_rows
 from .judge_rows import judge_rows
+from .records import SCHEMA
 from .rows import Row, Thresholds, ci, ci_of, estimate, fmt
 
 
@@ -155,7 +156,9 @@ class EvaluationResult:
 
     # -- serialization and rendering ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "thresholds" and (k != "accuracy" or v is not None)}
+        """metrics.json (evaluation/records.py reads it back, as an `EvaluationRecord`)."""
+        sections = {k: v for k, v in asdict(self).items() if k != "thresholds" and (k != "accuracy" or v is not None)}
+        out = {"schema": SCHEMA, **sections}
         out["summary"] = [asdict(r) for r in self.rows()]
         out["warnings"] = self.warnings()
         return out

@@ -23,6 +23,7 @@ from ..data.sources import validation_source
 from ..data.text import as_text, prompt_text
 from ..evaluation.diversity import diversity
 from ..evaluation.model_card import write_model_card
+from ..evaluation.records import Generation, write_generations
 from ..evaluation.report import log_to_wandb, make_plots, write_html, write_markdown
 from ..evaluation.result import EvaluationResult
 from ..evaluation.rows import Thresholds
@@ -245,8 +246,7 @@ def write_outputs(
 ) -> None:
     out, metrics = run.out, result.to_dict()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    with open(out / "generations.jsonl", "w") as f:
-        f.writelines(json.dumps(g, ensure_ascii=False) + "\n" for g in generations)
+    write_generations(out, [Generation.from_dict(g) for g in generations])
     torch.save({k: v.cpu() for k, v in rewards.items()}, out / "rewards.pt")
     make_plots(out, rewards, metrics, run.beta)
     write_markdown(out / "report.md", result, generations)

@@ -29,6 +29,7 @@ from filelock import FileLock
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .._moved import MOVED, ROOT
 from ..config import compose_config
 from ..data.readers import iter_rows
 from ..data.text import as_text, like
@@ -37,7 +38,7 @@ from .train import train
 
 log = logging.getLogger(__name__)
 
-KEY_SECTIONS = ("model", "data", "module", "optimizer", "scheduler", "trainer", "peft", "seed")
+KEY_SECTIONS = ("model", "model_head", "data", "module", "optimizer", "scheduler", "trainer", "peft", "seed")
 MACHINE_KEYS = ("cache_dir", "report_path")  # where things are written on this machine: not what the judge is
 
 
@@ -71,6 +72,8 @@ def judge_config(
     OmegaConf.set_struct(cfg, False)
     start = {"init_from": None} if "init_from" in run_config.model else {}
     model = OmegaConf.create(OmegaConf.to_container(run_config.model))  # (its interpolations resolve in cfg)
+    if "recipe" not in model:  # a run of 0.1, before recipes: the default model's, which gives 0.1's settings
+        model.recipe = cfg.model.recipe
     cfg.model = OmegaConf.merge(model, {**start, "head": "score"})  # the run's model, a score head on it
     cfg.data = OmegaConf.merge(run_config.data, {"packing": False})
     if data_path and data_path != run_config.data.get("path") and not run_config.data.get("sources"):
@@ -124,16 +127,40 @@ def _write_with_negatives(cfg: DictConfig, kinds: list[str], path: Path) -> None
 
 
 def judge_key(cfg: DictConfig) -> str:
+    """The cache key of a judge's config: a hash of everything that shapes it, written as 0.1 wrote it
+    (`as_before_layers`), so judges cached before the package's layers still serve."""
+
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: strip(v) for k, v in sorted(node.items()) if k not in MACHINE_KEYS}
-        return [strip(v) for v in node] if isinstance(node, list) else node
+        return [strip(v) for v in node] if isinstance(node, list) else old_target(node)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    shape = strip({k: resolved.get(k) for k in KEY_SECTIONS})
+    shape = as_before_layers({k: resolved.get(k) for k in KEY_SECTIONS})
+    shape = strip(shape)
     if resolved.get("negatives"):  # only when given: a judge without them keeps the key it had before they existed
         shape["negatives"] = resolved["negatives"]
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def as_before_layers(shape: dict[str, Any]) -> dict[str, Any]:
+    """A judge config's sections as 0.1's keys saw them: no model recipe and no module reference (they came later and
+    change nothing it learns), its score head as 0.1's `model_head`."""
+    model = {k: v for k, v in (shape.get("model") or {}).items() if k not in ("recipe", "head")}
+    module = {k: v for k, v in (shape.get("module") or {}).items() if not (k == "reference" and v is None)}
+    head = (shape.get("model") or {}).get("head") == "score"
+    legacy = {"_target_": "dpo_lightning.reward.sequence_classifier", "_partial_": True} if head else None
+    return {**shape, "model": model, "module": module, "model_head": legacy}
+
+
+def old_target(value: Any) -> Any:
+    """A `_target_` of a moved module as 0.1 named it (dpo_lightning.lightning.reward.X: dpo_lightning.reward.X)."""
+    if not isinstance(value, str) or not value.startswith(ROOT + "."):
+        return value
+    for old, new in MOVED.items():
+        if value.startswith(f"{ROOT}.{new}."):
+            return f"{ROOT}.{old}.{value[len(ROOT) + len(new) + 2 :]}"
+    return value
 
 
 def cached_judge(

@@ -9,6 +9,7 @@ from typing import Any
 
 from ...core.tables import write_table
 from ...evaluation.head_to_head import HEAD_TO_HEAD
+from ...evaluation.records import EvaluationRecord
 from .pairs import read_lines
 
 TABLE = [
@@ -35,24 +36,23 @@ HEAD_TO_HEAD_COLUMNS = ("head_to_head", "head_to_head_low", "head_to_head_high",
 
 
 def round_row(r: int, rdir: Path) -> dict[str, Any]:
-    ev = json.loads((rdir / "eval" / "metrics.json").read_text())
-    judge = ev.get("judge") or {}
-    greedy = judge.get("greedy") or {}
+    ev = EvaluationRecord.read(rdir / "eval")
+    greedy = ev.win_rate("greedy") or {}
     return {
         "round": r,
         "pairs": len(read_lines(rdir / "pairs.jsonl")),
         "win_rate": greedy.get("win_rate"),
         "win_low": greedy.get("ci_low"),
         "win_high": greedy.get("ci_high"),
-        "win_rate_vs_reference": ((judge.get("reference") or {}).get("dpo") or {}).get("win_rate"),
-        "judge_accuracy": (judge.get("accuracy_on_pairs") or {}).get("value"),
-        "kl_per_token": ev["kl"]["kl_per_token"],
-        "opening_share": ev["diversity"]["dpo"]["opening_share"]["value"],
-        "phrase_share": ev["diversity"]["dpo"].get("phrase_share", {}).get("value"),
-        "distinct_2": ev["diversity"]["dpo"]["distinct_2"]["value"],
-        "logp_chosen_change": ev["displacement"]["chosen"]["change"]["value"],
-        "warnings": len(ev.get("warnings") or []),
-        **accuracy_row(ev.get("accuracy")),
+        "win_rate_vs_reference": (ev.win_rate_against_reference("dpo") or {}).get("win_rate"),
+        "judge_accuracy": (ev.judge_accuracy or {}).get("value"),
+        "kl_per_token": ev.kl_per_token,
+        "opening_share": ev.share("opening_share"),
+        "phrase_share": ev.share("phrase_share"),
+        "distinct_2": ev.share("distinct_2"),
+        "logp_chosen_change": ev.displacement("chosen")["value"],
+        "warnings": len(ev.warnings),
+        **accuracy_row(ev.accuracy),
         **sampling_row(rdir),
         **head_to_head_row(rdir / "eval" / HEAD_TO_HEAD),
     }
