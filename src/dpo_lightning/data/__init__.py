@@ -2,8 +2,9 @@
 
 from .collate import PackedPairCollator, PairCollator
 from .datamodule import PreferenceDataModule
-from .formats import HHFormat, PairFormat, PreferenceFormat, PreferencePair, ProblemFormat, SHPFormat
+from .formats import HHFormat, PairFormat, PreferenceFormat, PreferencePair, SHPFormat
 from .options import mixture_data, preference_data
+from .problems import ProblemFormat
 from .readers import BadRows, DataError, builtin_file, iter_rows, read_json_rows
 from .sources import PairSource
 from .tokenize import PairTokenizer, TokenizedPair

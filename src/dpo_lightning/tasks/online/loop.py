@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +42,6 @@ from ...core import seeds
 from ...data.text import as_text
 from ...evaluation.blind import write_pairs_sheet
 from ...evaluation.head_to_head import HEAD_TO_HEAD, head_to_head
-from ...lightning.callbacks.preemption import Preempted
 from ...models.loading import resolve_name_or_path, run_final_model
 from ..evaluate import evaluate
 from ..judges import resolve_judge
@@ -51,33 +49,10 @@ from ..train import save_config, train
 from .configs import previous_policy, round_eval_config, round_train_config
 from .pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
 from .samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
+from .stopper import Stopper
 from .table import round_row, write_rounds
 
 log = logging.getLogger(__name__)
-
-
-class Stopper:
-    """Remembers a stop signal; the loop checks it between chunks and phases (training has its own Preemption)."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.before = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = self.received or signum
-
-    def check(self, where: str, out: Path) -> None:
-        if self.received:
-            name = signal.Signals(self.received).name
-            message = f"preempted by {name} {where}; continue with the same command and resume=true ({out})"
-            log.warning(message)
-            raise Preempted(message)
-
-    def restore(self) -> None:
-        for signum, handler in self.before.items():
-            signal.signal(signum, handler)
 
 
 def train_online(cfg: DictConfig) -> dict[str, float]:
