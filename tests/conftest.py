@@ -29,6 +29,11 @@ requires_hh = pytest.mark.skipif(
 SMOKE = ("debug=smoke",)
 
 
+def options(group: str) -> list[str]:
+    """The option names of a config group (conf/<group>/*.yaml)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
 def smoke(*overrides: str) -> list[str]:
     """The smoke run with `overrides` (key=value) on top."""
     return [*SMOKE, *overrides]

@@ -10,15 +10,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
-from conftest import CONF, ROOT, compose
+from conftest import CONF, ROOT, compose, options
 from dpo_lightning.config import ConfigError, validate_config
 
 # conf/hydra: plugin options; conf/judge, conf/online: evaluate.py's and train_online.py's groups, tested apart
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "judge", "online"))
-
-
-def options(group):
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 def test_every_group_has_its_options():

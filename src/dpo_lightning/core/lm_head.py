@@ -53,6 +53,25 @@ def _in_slice(targets: Tensor, v0: int, v1: int) -> tuple[Tensor, Tensor]:
     return local.clamp(0, v1 - v0 - 1), (local >= 0) & (local < v1 - v0)
 
 
+@torch.no_grad()
+def log_sum_sq_probs(
+    hidden: Tensor, weight: Tensor, bias: Tensor | None, chunk_size: int, vocab_chunk_size: int
+) -> Tensor:
+    """log sum_v softmax(h W^T + b)_v^2 per row = logsumexp(2 z) - 2 logsumexp(z), in the same tiles as the
+    log-probs: two running log-sum-exps, no [rows, vocab] tensor (WPO's weights; no gradient)."""
+    hidden = hidden.to(weight.dtype)
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    lse = hidden.new_full(hidden.shape[:1], float("-inf"), dtype=acc)
+    lse2 = lse.clone()
+    for v0, v1 in _spans(weight.shape[0], vocab_chunk_size):
+        w, b = weight[v0:v1], None if bias is None else bias[v0:v1]
+        for s0, s1 in _spans(hidden.shape[0], chunk_size):
+            logits = upcast(F.linear(hidden[s0:s1], w, b))
+            lse[s0:s1] = torch.logaddexp(lse[s0:s1], logits.logsumexp(-1))
+            lse2[s0:s1] = torch.logaddexp(lse2[s0:s1], (2 * logits).logsumexp(-1))
+    return lse2 - 2 * lse
+
+
 class ChunkedTokenLogps(torch.autograd.Function):
     """log_softmax(h W^T + b)[target] per row, in tiles of `chunk_size` rows by `vocab_chunk_size` vocabulary entries.
 
@@ -125,4 +144,4 @@ class ChunkedTokenLogps(torch.autograd.Function):
         return grad_h, grad_w, grad_b, None, None, None
 
 
-__all__ = ["ChunkedTokenLogps", "TOKEN_CHUNK", "VOCAB_CHUNK", "check_tile_size", "upcast"]
+__all__ = ["ChunkedTokenLogps", "TOKEN_CHUNK", "VOCAB_CHUNK", "check_tile_size", "log_sum_sq_probs", "upcast"]

@@ -19,7 +19,15 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .batches import PairBatch, TextbookBatch
-from .lm_head import TOKEN_CHUNK, VOCAB_CHUNK, ChunkedTokenLogps, check_tile_size, upcast, vocab_tile
+from .lm_head import (
+    TOKEN_CHUNK,
+    VOCAB_CHUNK,
+    ChunkedTokenLogps,
+    check_tile_size,
+    log_sum_sq_probs,
+    upcast,
+    vocab_tile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,11 @@ class PairLogps:
     rejected: Tensor
     chosen_tokens: Tensor
     rejected_tokens: Tensor
+    # asked for by some losses only (PairScorer's switches), else None:
+    chosen_shared: Tensor | None = None  # the sum over the first min(|y_w|, |y_l|) tokens (LD-DPO's shared part)
+    rejected_shared: Tensor | None = None
+    chosen_aligned: Tensor | None = None  # WPO: mean over tokens of log p(y_t) - log sum_v p(v)^2, detached
+    rejected_aligned: Tensor | None = None
 
     @property
     def chosen_mean(self) -> Tensor:
@@ -170,12 +183,55 @@ def sequence_logps(
 
 
 def pair_logps(
-    states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int | str = VOCAB_CHUNK
+    states: ResponseStates,
+    chunk_size: int = TOKEN_CHUNK,
+    vocab_chunk_size: int | str = VOCAB_CHUNK,
+    shared_prefix: bool = False,
+    aligned: bool = False,
 ) -> PairLogps:
-    """Per-pair summed log-probs and token counts: rows 0..B-1 are the chosen responses, B..2B-1 the rejected."""
-    seq = sequence_logps(states, chunk_size, vocab_chunk_size)
+    """Per-pair summed log-probs and token counts: rows 0..B-1 are the chosen responses, B..2B-1 the rejected.
+    `shared_prefix`: also each response's sum over the pair's shared length (LD-DPO); `aligned`: also WPO's mean
+    aligned log-prob of each response (no gradient)."""
+    per_token = token_logps(states, chunk_size, vocab_chunk_size)
+    logps, tokens = _per_row(per_token, states), _per_row(torch.ones_like(per_token), states)
     half = states.n_rows // 2
-    return PairLogps(seq.logps[:half], seq.logps[half:], seq.tokens[:half], seq.tokens[half:])
+    out = PairLogps(logps[:half], logps[half:], tokens[:half], tokens[half:])
+    if shared_prefix:
+        shared = torch.minimum(tokens[:half], tokens[half:]).repeat(2)  # per row: its pair's shared length
+        inside = (_positions(states.rows) < shared[states.rows]).to(per_token.dtype)
+        sums = _per_row(per_token * inside, states)
+        out.chosen_shared, out.rejected_shared = sums[:half], sums[half:]
+    if aligned:
+        with torch.no_grad():
+            gap = per_token.detach() - token_log_sum_sq(states, chunk_size, vocab_chunk_size)
+            means = _per_row(gap, states) / tokens.clamp(min=1)
+        out.chosen_aligned, out.rejected_aligned = means[:half], means[half:]
+    return out
+
+
+def _positions(rows: Tensor) -> Tensor:
+    """Each response token's position within its response (the tokens of a response come in order)."""
+    order = torch.argsort(rows, stable=True)
+    sorted_rows = rows[order]
+    starts = torch.ones_like(sorted_rows, dtype=torch.bool)
+    starts[1:] = sorted_rows[1:] != sorted_rows[:-1]
+    first = torch.cummax(torch.where(starts, torch.arange(rows.numel(), device=rows.device), 0), 0).values
+    positions = torch.empty_like(rows)
+    positions[order] = torch.arange(rows.numel(), device=rows.device) - first
+    return positions
+
+
+@torch.no_grad()
+def token_log_sum_sq(
+    states: ResponseStates, chunk_size: int = TOKEN_CHUNK, vocab_chunk_size: int | str = VOCAB_CHUNK
+) -> Tensor:
+    """log sum_v p(v | context)^2 at every response position, [N] (WPO's alignment term), in tiles on the fused path."""
+    if states.logits is not None:
+        return (2 * upcast(states.logits).log_softmax(-1)).logsumexp(-1)
+    weight = states.head.weight
+    rows = min(chunk_size, states.hidden.shape[0])
+    vocab = vocab_tile(vocab_chunk_size, rows, weight.shape[0], weight.device)
+    return log_sum_sq_probs(states.hidden, weight, states.head.bias, chunk_size, vocab)
 
 
 def _per_row(values: Tensor, states: ResponseStates) -> Tensor:
@@ -214,6 +270,8 @@ class PairScorer:
     chunk_size: int = TOKEN_CHUNK
     vocab_chunk_size: int | str = VOCAB_CHUNK  # or "auto" (lm_head.vocab_tile)
     separate_halves: bool = True
+    shared_prefix: bool = False  # the policy's sums over each pair's shared length too (LD-DPO)
+    aligned: bool = False  # the policy's mean aligned log-probs too (WPO)
 
     def __post_init__(self) -> None:
         check_tile_size("head_chunk_size", self.chunk_size)
@@ -222,8 +280,11 @@ class PairScorer:
     def states(self, model: nn.Module, batch: PairBatch) -> ResponseStates:
         return response_states(model, batch, self.fused_head, self.separate_halves)
 
-    def pairs(self, states: ResponseStates) -> PairLogps:
-        return pair_logps(states, self.chunk_size, self.vocab_chunk_size)
+    def pairs(self, states: ResponseStates, policy: bool = False) -> PairLogps:
+        """The pairs' log-probs; the policy's with the extra sums its loss asks for (as TRL, a reference's are the
+        plain sums: LD-DPO desensitises the policy only, WPO weighs by the policy)."""
+        extra = dict(shared_prefix=self.shared_prefix and policy, aligned=self.aligned and policy)
+        return pair_logps(states, self.chunk_size, self.vocab_chunk_size, **extra)
 
     def kl(self, policy: ResponseStates, reference: ResponseStates) -> Tensor:
         return token_kl(policy.detached(), reference, self.chunk_size)

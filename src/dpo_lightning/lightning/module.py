@@ -54,7 +54,8 @@ class DPOModule(PolicyModule):
         sync_free: bool = False,
     ) -> None:
         super().__init__(policy, optimizer, scheduler, disable_dropout, sync_free)
-        self.scorer = PairScorer(fused_head, head_chunk_size, head_vocab_chunk_size, separate_halves)
+        needs = dict(shared_prefix=loss.needs_shared_prefix, aligned=loss.needs_aligned)  # LD-DPO's, WPO's sums
+        self.scorer = PairScorer(fused_head, head_chunk_size, head_vocab_chunk_size, separate_halves, **needs)
         self.loss_fn = loss
         # Built before the policy is changed below (checkpointing, compile): a frozen copy is of the policy as given.
         if isinstance(reference, LoadedModel):  # a model config in module.reference (the online loop's initial policy)
@@ -79,7 +80,7 @@ class DPOModule(PolicyModule):
     # -- the step: policy -> reference -> loss ---------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> tuple[LossOutput, PairLogps, Tensor | None]:
         states = self.scorer.states(self.policy, batch)
-        policy = self.scorer.pairs(states)
+        policy = self.scorer.pairs(states, policy=True)
         reference = self.reference.score(batch, self.scorer, policy, states if self.compute_kl else None)
         return self.loss_fn(policy, reference.logps), policy, reference.kl
 
@@ -152,7 +153,8 @@ def pair_subset(out: LossOutput, policy: PairLogps, keep: Tensor) -> tuple[LossO
     """The loss output and log-probs of the pairs where `keep` is true."""
     extras = {k: v[keep] for k, v in out.extras.items()}
     subset = LossOutput(out.losses[keep], out.chosen_rewards[keep], out.rejected_rewards[keep], extras)
-    return subset, PairLogps(*(getattr(policy, f.name)[keep] for f in fields(policy)))
+    values = {f.name: getattr(policy, f.name) for f in fields(policy)}
+    return subset, PairLogps(**{name: None if v is None else v[keep] for name, v in values.items()})
 
 
 def compile_layers(*models: nn.Module | None) -> None:

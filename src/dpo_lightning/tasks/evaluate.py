@@ -72,7 +72,11 @@ class Run:
 
     @property
     def beta(self) -> float:
-        return float(self.config.loss.get("beta", 0.1))
+        """The run's loss's beta (a mixture's or a wrapper's as the loss reports it; no loss: DPO's 0.1)."""
+        loss = self.config.get("loss")
+        if not loss:
+            return 0.1
+        return float(loss.beta) if loss.get("beta") is not None else float(instantiate(loss).beta)
 
 
 @dataclass

@@ -1,9 +1,22 @@
 """The preference-loss family: one class per loss under `PreferenceLoss`; each has one yaml in conf/loss/."""
 
 from .base import LossOutput, PairLogps, PreferenceLoss
-from .dpo import DPOLoss, HingeLoss, IPOLoss, RobustLoss, RPOLoss
+from .dpo import (
+    AOTLoss,
+    AOTUnpairedLoss,
+    DiscoPOPLoss,
+    DPOLoss,
+    HingeLoss,
+    IPOLoss,
+    RobustLoss,
+    RPOLoss,
+    SigmoidNormLoss,
+)
+from .fdivergence import FDivergenceLoss
+from .mixture import MixtureLoss
 from .pointwise import APODownLoss, APOZeroLoss, BCOPairLoss, EXOPairLoss, NCAPairLoss, SPPOHardLoss
 from .reference_free import ORPOLoss, SFTLoss, SimPOLoss
+from .wrappers import LengthDesensitizedLoss, WeightedPairLoss, WrappedLoss
 
 __all__ = [
     "LossOutput",
@@ -14,6 +27,15 @@ __all__ = [
     "IPOLoss",
     "RobustLoss",
     "RPOLoss",
+    "SigmoidNormLoss",
+    "DiscoPOPLoss",
+    "AOTLoss",
+    "AOTUnpairedLoss",
+    "FDivergenceLoss",
+    "MixtureLoss",
+    "LengthDesensitizedLoss",
+    "WeightedPairLoss",
+    "WrappedLoss",
     "APODownLoss",
     "APOZeroLoss",
     "BCOPairLoss",

@@ -33,6 +33,9 @@ class PreferenceLoss(nn.Module):
 
     requires_reference: bool = True
     extra_metrics: tuple[str, ...] = ()
+    # what the loss reads of the policy beyond the sums (`PairLogps`' optional fields; the scorer computes them)
+    needs_shared_prefix: bool = False
+    needs_aligned: bool = False
 
     def __init__(self, beta: float = 0.1) -> None:
         super().__init__()

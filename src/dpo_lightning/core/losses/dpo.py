@@ -74,3 +74,71 @@ class RPOLoss(DPOLoss):
 
     def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
         return super().pair_losses(policy, reference) + self.alpha * chosen_nll(policy)
+
+
+class SigmoidNormLoss(PreferenceLoss):
+    """Length-normalised DPO (TRL's `sigmoid_norm`): -log sigmoid(beta [r_w / |y_w| - r_l / |y_l|]), the log-ratios
+    per response token, so that a long answer's sum does not dominate; rewards are the per-token log-ratios x beta."""
+
+    def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0) -> None:
+        super().__init__(beta)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+
+    def per_token(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
+        chosen, rejected = logratios(policy, reference)
+        return chosen / policy.chosen_tokens.clamp(min=1), rejected / policy.rejected_tokens.clamp(min=1)
+
+    def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
+        chosen, rejected = self.per_token(policy, reference)
+        return smoothed_sigmoid_loss(self.beta * (chosen - rejected), self.label_smoothing)
+
+    def rewards(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
+        chosen, rejected = self.per_token(policy, reference)
+        return self.beta * chosen, self.beta * rejected
+
+
+class DiscoPOPLoss(PreferenceLoss):
+    """Lu et al. 2024 (DiscoPOP, the log-ratio modulated loss found by LLM-driven discovery): with rho = beta h,
+    (1 - sigmoid(rho / tau)) (-log sigmoid(rho)) + sigmoid(rho / tau) exp(-rho): logistic where rho is negative,
+    exponential where it is large (paper: tau 0.05)."""
+
+    def __init__(self, beta: float = 0.05, tau: float = 0.05) -> None:
+        super().__init__(beta)
+        if not tau > 0:
+            raise ValueError(f"loss.tau must be > 0, got {tau}")
+        self.tau = float(tau)
+
+    def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
+        rho = self.beta * logratio_difference(policy, reference)
+        mix = torch.sigmoid(rho / self.tau)
+        return (1 - mix) * -F.logsigmoid(rho) + mix * torch.exp(-rho)
+
+
+class AOTLoss(PreferenceLoss):
+    """Melnyk et al. 2024 (AOT, paired; TRL's `aot`): first-order stochastic dominance of the policy's chosen-minus-
+    rejected log-probabilities over the reference's, through the optimal-transport (sorted) coupling over the batch:
+    with d = log pi(y_w) - log pi(y_l) and d_ref the same for the reference, -log sigmoid(beta [sort(d)_i -
+    sort(d_ref)_i]) for the i-th smallest of each (eps-smoothed as DPO's). The loss of the i-th pair in sorted order
+    is reported at position i: its mean is the loss; a single pair is DPO."""
+
+    def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0) -> None:
+        super().__init__(beta)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+
+    def sorted_difference(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
+        assert reference is not None
+        mine, theirs = policy.chosen - policy.rejected, reference.chosen - reference.rejected
+        return torch.sort(mine).values - torch.sort(theirs).values
+
+    def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
+        return smoothed_sigmoid_loss(self.beta * self.sorted_difference(policy, reference), self.label_smoothing)
+
+
+class AOTUnpairedLoss(AOTLoss):
+    """Melnyk et al. 2024 (AOT, unpaired; TRL's `aot_unpaired`): dominance of the chosen log-ratios' distribution over
+    the rejected ones', for data whose chosen and rejected answers need not be paired: -log sigmoid(beta [sort(r_w)_i
+    - sort(r_l)_i])."""
+
+    def sorted_difference(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
+        chosen, rejected = logratios(policy, reference)
+        return torch.sort(chosen).values - torch.sort(rejected).values
