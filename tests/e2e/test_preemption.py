@@ -197,3 +197,28 @@ def test_the_default_pipeline_trains_sft_then_dpo_and_resumes_across_the_stages(
     assert f"stage sft: finished, in {run / 'sft'}" in resumed.stdout + resumed.stderr
     assert_same_training(straight / "sft", run / "sft")
     assert_same_training(straight, run)
+
+
+def test_tr_dpo_resumed_mid_epoch_has_the_reference_of_an_uninterrupted_run(tmp_path):
+    """The reference synced every 2 steps; the signal's checkpoint (step 4) falls on a sync."""
+    tr_dpo = [*RUN, "module=tr_dpo", "module.ref_sync_steps=2", "module.ref_sync_alpha=0.5"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_script(*tr_dpo, f"hydra.run.dir={straight}")
+    proc = train_process(*tr_dpo, *signal_at(3, "SIGTERM"), f"hydra.run.dir={stopped}")
+    assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
+    assert train_process(*tr_dpo, f"hydra.run.dir={stopped}", "resume=true").returncode == 0
+    assert_same_training(straight, stopped)
+
+    def reference(run):
+        state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+        return {k: v for k, v in state.items() if k.startswith("reference.")}
+
+    a, b = reference(straight), reference(stopped)
+    assert a and a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    at_signal = torch.load(stopped / "checkpoints" / "step4.ckpt", map_location="cpu", weights_only=False)
+    assert at_signal["global_step"] == 4 and any(k.startswith("reference.") for k in at_signal["state_dict"])
+    with open(straight / "csv" / "metrics.csv") as f:
+        syncs = [float(r["train/reference_syncs"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert syncs == [step // 2 for step in range(12)]  # the syncs before each of the 12 steps, one every 2

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from ..core.batches import check_packed_attention
 from ..core.hub import is_hub_id, looks_local
 from ..core.lm_head import check_tile_size
+from ..core.reference import check_reference_sync
 from ..models.loading import check_quantization, run_final_model
 from .recipes import recipe_warnings
 
@@ -30,10 +31,14 @@ class ConfigError(ValueError):
 def validate_config(cfg: DictConfig) -> list[str]:
     """Raise a `ConfigError` naming the key of a setting that cannot work; log (and return) the warnings of those
     that can but are likely mistakes (a learning rate far from the model's recipe, a visible GPU left unused)."""
-    if cfg.get("loss"):
-        _build(cfg.loss)
+    loss = _build(cfg.loss) if cfg.get("loss") else None
     _build(cfg.data, tokenizer=None, report_path=None)
     module = cfg.get("module") or {}
+    if module.get("ref_sync_steps") is not None:
+        lora = (cfg.get("peft") or {}).get("_target_") is not None and module.get("reference") is None
+        needs = getattr(loss, "requires_reference", True)
+        precompute = bool(module.get("precompute_ref"))
+        _check(check_reference_sync, module.ref_sync_steps, module.get("ref_sync_alpha", 0.6), needs, precompute, lora)
     for key in ("head_chunk_size", "head_vocab_chunk_size"):
         if key in module:
             _check(check_tile_size, key, module[key])

@@ -52,6 +52,8 @@ class DPOModule(PolicyModule):
         activation_checkpointing: bool = False,
         compile: bool = False,
         sync_free: bool = False,
+        ref_sync_steps: int | None = None,
+        ref_sync_alpha: float = 0.6,
     ) -> None:
         super().__init__(policy, optimizer, scheduler, disable_dropout, sync_free)
         needs = dict(shared_prefix=loss.needs_shared_prefix, aligned=loss.needs_aligned)  # LD-DPO's, WPO's sums
@@ -63,7 +65,9 @@ class DPOModule(PolicyModule):
         self.reference = (
             reference
             if isinstance(reference, Reference)
-            else build_reference(policy, loss, reference, precompute_ref, compute_kl, ref_cache_dir)
+            else build_reference(
+                policy, loss, reference, precompute_ref, compute_kl, ref_cache_dir, ref_sync_steps, ref_sync_alpha
+            )
         )
         if loss.requires_reference and isinstance(self.reference, NoReference):
             raise ValueError(f"{type(loss).__name__} needs a reference")
@@ -75,7 +79,7 @@ class DPOModule(PolicyModule):
         policy.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes as they are
         self.train_metrics = PreferenceMetrics(loss.extra_metrics)
         self.val_metrics = PreferenceMetrics(loss.extra_metrics)
-        self.strict_loading = False  # checkpoints hold no reference weights
+        self.strict_loading = False  # checkpoints hold no reference weights (but a moving one's, TR-DPO)
 
     # -- the step: policy -> reference -> loss ---------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> tuple[LossOutput, PairLogps, Tensor | None]:
@@ -97,6 +101,11 @@ class DPOModule(PolicyModule):
         precompute_reference(self)
 
     def setup(self, stage: str) -> None:
+        if self.reference.moves and isinstance(self.trainer.strategy, (FSDPStrategy, DeepSpeedStrategy)):
+            raise ValueError(
+                "module.ref_sync_steps (TR-DPO) under a sharding strategy: the reference would be synced from "
+                "sharded weights, which is not supported yet; use trainer=ddp (or a single device)"
+            )
         take_reference_key(self)  # before a strategy shards the weights (the precomputed reference's cache key)
         # A mixture's validation is also measured per source (val/<source>/...), beside the pooled val/ metrics.
         names = getattr(getattr(self.trainer, "datamodule", None), "source_names", None) or []
@@ -143,9 +152,22 @@ class DPOModule(PolicyModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # after the step and before on_train_batch_end (where checkpoints are written): a checkpoint of step N holds
+        # the reference as step N left it, so a resumed TR-DPO run syncs where the uninterrupted one does
+        if self.reference.moves:
+            self.reference.after_optimizer_step(self.policy, self.trainer.global_step)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
+        if self.reference.moves:  # the syncs before this step (TR-DPO)
+            self.log("train/reference_syncs", float(self.trainer.global_step // self.reference.every), on_step=True)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["state_dict"]
-        checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("reference.")}
+        if not self.reference.moves:  # a fixed reference is rebuilt from the model config; a moving one is state
+            state = checkpoint["state_dict"]
+            checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("reference.")}
         super().on_save_checkpoint(checkpoint)
 
 
