@@ -62,6 +62,7 @@ class _Batch:
 
     pair_keys: Tensor  # [B] a 64-bit hash of each pair's token ids (the reference log-prob cache's key)
     pair_sources: Tensor  # [B] each pair's source in a mixture (data=mixture; 0 otherwise), for per-source metrics
+    pair_labels: Tensor  # [B] an unpaired row's label (KTO: 1 desirable, 0 undesirable); -1 for a preference pair
 
     def to(self, device: torch.device | str, non_blocking: bool = False):
         return replace(
@@ -87,6 +88,7 @@ class TextbookBatch(_Batch):
     response_mask: Tensor  # [2B, W] bool
     pair_keys: Tensor  # [B]
     pair_sources: Tensor  # [B]
+    pair_labels: Tensor  # [B]
 
     def calls(self, attn: str, dtype: torch.dtype, separate_halves: bool = False) -> list[ModelCall]:
         """One forward over all rows; with `separate_halves`, the chosen and the rejected rows as two forwards,
@@ -122,6 +124,7 @@ class PackedBatch(_Batch):
     target_rows: Tensor  # [N]
     pair_keys: Tensor  # [B]
     pair_sources: Tensor  # [B]
+    pair_labels: Tensor  # [B]
 
     def attention_mask(self, attn: str = "sdpa", dtype: torch.dtype = torch.float32):
         """The packed rule for the attention implementation `attn`: token i sees token j iff both belong to the same

@@ -66,6 +66,7 @@ class PairLogps:
     rejected_shared: Tensor | None = None
     chosen_aligned: Tensor | None = None  # WPO: mean over tokens of log p(y_t) - log sum_v p(v)^2, detached
     rejected_aligned: Tensor | None = None
+    labels: Tensor | None = None  # unpaired rows' labels (KTO: 1 desirable, 0 undesirable), the batch's pair_labels
 
     @property
     def chosen_mean(self) -> Tensor:

@@ -8,6 +8,7 @@ from .problems import ProblemFormat
 from .readers import BadRows, DataError, builtin_file, iter_rows, read_json_rows
 from .sources import PairSource
 from .tokenize import PairTokenizer, TokenizedPair
+from .unpaired import UnpairedFormat, UnpairedFromPairs
 
 __all__ = [
     "PackedPairCollator",
@@ -29,4 +30,6 @@ __all__ = [
     "read_json_rows",
     "PairTokenizer",
     "TokenizedPair",
+    "UnpairedFormat",
+    "UnpairedFromPairs",
 ]

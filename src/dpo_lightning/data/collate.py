@@ -49,7 +49,9 @@ class PairCollator:
             input_ids[i, :n] = torch.tensor(prompt + response)
             attention_mask[i, :n] = 1
             response_mask[i, len(prompt) : n] = True
-        return TextbookBatch(input_ids, attention_mask, response_mask, pair_keys(pairs), pair_sources(pairs))
+        return TextbookBatch(
+            input_ids, attention_mask, response_mask, pair_keys(pairs), pair_sources(pairs), pair_labels(pairs)
+        )
 
 
 @dataclass
@@ -116,6 +118,7 @@ class PackedPairCollator:
             torch.cat(target_rows),
             pair_keys(pairs),
             pair_sources(pairs),
+            pair_labels(pairs),
         )
 
 
@@ -125,3 +128,7 @@ def pair_keys(pairs: list[TokenizedPair]) -> torch.Tensor:
 
 def pair_sources(pairs: list[TokenizedPair]) -> torch.Tensor:
     return torch.tensor([p.source for p in pairs], dtype=torch.long)
+
+
+def pair_labels(pairs: list[TokenizedPair]) -> torch.Tensor:
+    return torch.tensor([-1 if p.label is None else int(p.label) for p in pairs], dtype=torch.long)

@@ -187,11 +187,19 @@ class PreferenceDataModule(LightningDataModule):
         truncated, dropped = sum(t.truncated for _, t in kept), len(pairs) - len(kept)
         log.info("%s: %d pairs (%d truncated, %d dropped as over-long)", name, len(kept), truncated, dropped)
         self.report.setdefault(name, {}).update(pairs=len(kept), truncated=truncated, dropped_overlong=dropped)
+        labels = [t.label for _, t in kept if t.label is not None]
+        if labels:  # unpaired rows (KTO): how many of each, for the loss's advice on their balance
+            self.report[name]["labels"] = {"desirable": sum(labels), "undesirable": len(labels) - sum(labels)}
         if self.mixed:
             for i, source in enumerate(self.sources):
                 entry = self.report["sources"].setdefault(source.name, {})
                 entry[f"{name}_pairs"] = sum(t.source == i for _, t in kept)
         return [p for p, _ in kept], [t for _, t in kept]
+
+    @property
+    def label_counts(self) -> dict[str, int] | None:
+        """The training rows' labels, {desirable, undesirable}, for unpaired data (KTO); None for preference pairs."""
+        return self.report.get("train", {}).get("labels")
 
     def train_stream(self) -> MixedStream:
         """Every source's stream (its own seeds), interleaved by weight (or pairs, as proportions)."""

@@ -29,6 +29,9 @@ class PreferencePair:
     group: str | None = None  # e.g. the SHP post id, for capping pairs per prompt
     where: str = ""  # file:line (or dataset[split]:row) the pair came from
     columns: dict[str, Any] = field(default_factory=dict)  # the row's other fields (a problem's `answer`), for judges
+    # An unpaired row (KTO; `unpaired.py`): True desirable, False undesirable. `chosen` is then its completion and
+    # `rejected` another row's completion for this prompt, from which KTO estimates its reference point.
+    label: bool | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -46,6 +49,7 @@ class PreferencePair:
             self.group,
             self.where,
             self.columns,
+            self.label,
         )
 
 
@@ -73,6 +77,8 @@ def _messages(value: Any, name: str, where: str) -> Messages:
 
 class PairFormat:
     """Turns one raw row into a `PreferencePair` (or None for a row the format deliberately leaves out)."""
+
+    reads_whole_set = False  # its `select` or `load` needs every row at once (so it cannot stream)
 
     def parse(self, row: dict[str, Any], where: str) -> PreferencePair | None:
         raise NotImplementedError

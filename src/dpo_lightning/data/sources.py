@@ -122,6 +122,11 @@ def check_streaming(sources: list[PairSource], num_workers: int, max_train_pairs
     """What streaming needs: a validation source of each source's own (a held-out fraction needs the whole set), no
     worker processes (the stream is read in this process), no cap over the whole set, and a mixture's weights."""
     for source in sources:
+        if source.format.reads_whole_set:
+            raise ValueError(
+                f"data.streaming: {type(source.format).__name__} ({source.path}) pairs each row with another row's "
+                "completion across the whole set (KTO's reference point): set data.streaming=false"
+            )
         if not source.validation:
             raise ValueError(
                 f"data.streaming: {source.path} needs a validation source (data.val_path, or data.val_split of a Hub "

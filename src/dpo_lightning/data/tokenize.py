@@ -33,6 +33,7 @@ class TokenizedPair:
     rejected: list[int]
     truncated: bool = False
     source: int = 0  # its source's index in a mixture (data=mixture), for per-source validation metrics
+    label: bool | None = None  # an unpaired row's label (KTO): the chosen side is its completion (see formats)
 
 
 class PairTokenizer:
@@ -65,7 +66,10 @@ class PairTokenizer:
             prompt = encode(pair.prompt, add_special_tokens=True)["input_ids"]
             chosen = self._with_eos(encode(pair.chosen, add_special_tokens=False)["input_ids"])
             rejected = self._with_eos(encode(pair.rejected, add_special_tokens=False)["input_ids"])
-        return self._truncate(prompt, chosen, rejected)
+        tokens = self._truncate(prompt, chosen, rejected)
+        if tokens is not None:
+            tokens.label = pair.label
+        return tokens
 
     def _with_eos(self, ids: list[int]) -> list[int]:
         return ids if ids and ids[-1] == self.tokenizer.eos_token_id else ids + [self.tokenizer.eos_token_id]

@@ -5,7 +5,8 @@ is the exact mean over all pairs (or all response tokens, for the KL), never an 
 
 Adding a metric: one entry in `PAIR_METRICS` (a name as logged under train/ and val/, and a function of the loss
 output and the policy's log-probs giving one value per pair). A loss reports values of its own by naming them in
-its `extra_metrics` and returning them (one per pair) from `extras()`: they are logged under the same names.
+its `extra_metrics` and returning them (one per pair) from `extras()`: they are logged under the same names, each
+the mean over the pairs where it is not NaN (a value of some rows only: KTO's rewards of its desirable rows).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class PreferenceMetrics(Metric):
         super().__init__(**kwargs)
         self.names = (*PAIR_METRICS, *extra_names)
         self.extra_names = tuple(extra_names)
-        for name in (*self.names, "pairs", "kl_sum", "kl_tokens"):
+        counts = tuple(f"count/{name}" for name in self.extra_names)
+        for name in (*self.names, *counts, "pairs", "kl_sum", "kl_tokens"):
             self.add_state(_state(name), default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.has_kl = False  # known on the host, so computing never reads a device value
 
@@ -60,7 +62,9 @@ class PreferenceMetrics(Metric):
         for name, value in PAIR_METRICS.items():
             self._add(name, value(out, policy))
         for name in self.extra_names:
-            self._add(name, out.extras[name])
+            value = out.extras[name].detach()
+            self._add(name, value.nan_to_num(nan=0.0))
+            self._add(f"count/{name}", (~value.isnan()).sum())
         self._add("pairs", float(out.losses.numel()))
         if token_kl is not None:
             self.has_kl = True
@@ -69,7 +73,9 @@ class PreferenceMetrics(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         pairs = getattr(self, _state("pairs")).clamp(min=1)
-        out = {name: (getattr(self, _state(name)) / pairs).float() for name in self.names}
+        out = {name: (getattr(self, _state(name)) / pairs).float() for name in PAIR_METRICS}
+        for name in self.extra_names:  # NaN when no pair had a value (0 / 0, computed on the device)
+            out[name] = (getattr(self, _state(name)) / getattr(self, _state(f"count/{name}"))).float()
         if self.has_kl:
             out[KL] = (getattr(self, _state("kl_sum")) / getattr(self, _state("kl_tokens")).clamp(min=1)).float()
         return out

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -20,6 +21,8 @@ from ..models.loading import LoadedModel
 from .metrics import PreferenceMetrics, log_metrics
 from .policy_module import PolicyModule
 from .precompute import precompute_reference, take_reference_key
+
+log = logging.getLogger(__name__)
 
 
 class DPOModule(PolicyModule):
@@ -85,6 +88,8 @@ class DPOModule(PolicyModule):
     def forward(self, batch: PairBatch) -> tuple[LossOutput, PairLogps, Tensor | None]:
         states = self.scorer.states(self.policy, batch)
         policy = self.scorer.pairs(states, policy=True)
+        if self.loss_fn.unpaired is not False:  # KTO (and SFT on KTO's data) read each row's label
+            policy = replace(policy, labels=batch.pair_labels)
         reference = self.reference.score(batch, self.scorer, policy, states if self.compute_kl else None)
         return self.loss_fn(policy, reference.logps), policy, reference.kl
 
@@ -106,6 +111,7 @@ class DPOModule(PolicyModule):
                 "module.ref_sync_steps (TR-DPO) under a sharding strategy: the reference would be synced from "
                 "sharded weights, which is not supported yet; use trainer=ddp (or a single device)"
             )
+        check_data_for_loss(self.loss_fn, getattr(getattr(self.trainer, "datamodule", None), "label_counts", None))
         take_reference_key(self)  # before a strategy shards the weights (the precomputed reference's cache key)
         # A mixture's validation is also measured per source (val/<source>/...), beside the pooled val/ metrics.
         names = getattr(getattr(self.trainer, "datamodule", None), "source_names", None) or []
@@ -169,6 +175,23 @@ class DPOModule(PolicyModule):
             state = checkpoint["state_dict"]
             checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("reference.")}
         super().on_save_checkpoint(checkpoint)
+
+
+def check_data_for_loss(loss: PreferenceLoss, label_counts: dict[str, int] | None) -> None:
+    """Unpaired rows (labels) need an unpaired loss (KTO) and preference pairs a pairwise one; KTO's advice on the
+    balance of its labels is logged."""
+    if loss.unpaired is True and label_counts is None:
+        raise ValueError(
+            f"{type(loss).__name__} learns from labelled unpaired rows, but the data are preference pairs: use "
+            "data=unpaired ({prompt, completion, label} rows) or data=unpaired_from_pairs (a preference set split)"
+        )
+    if loss.unpaired is False and label_counts is not None:
+        raise ValueError(
+            f"the data are unpaired rows ({label_counts}), which {type(loss).__name__} cannot learn from: use loss=kto"
+        )
+    message = loss.data_advice(label_counts)
+    if message:
+        log.warning(message)
 
 
 def pair_subset(out: LossOutput, policy: PairLogps, keep: Tensor) -> tuple[LossOutput, PairLogps]:

@@ -183,10 +183,22 @@ def load_models(run: Run, base_model: DictConfig | str | None = None) -> tuple[t
 
 
 def held_out_pairs(cfg: DictConfig, run: Run, tokenizer: Any) -> HeldOut:
+    """The held-out preference pairs. A KTO run's unpaired rows split from pairs are evaluated on those pairs; rows
+    that were never pairs keep their desirable ones (each completion against another prompt's: the pair metrics then
+    measure whether a model ties answers to their prompts, not a preference)."""
     data_cfg = cfg.data if cfg.get("data") else run.config.data
+    unpaired_from = data_cfg.get("format") or {}
+    if str(unpaired_from.get("_target_", "")).endswith("UnpairedFromPairs"):
+        data_cfg = OmegaConf.merge(data_cfg, {"format": None})
+        data_cfg.format = unpaired_from.pairs
     datamodule = instantiate(data_cfg, tokenizer=tokenizer, report_path=None)  # the run's own report stays as it is
     datamodule.setup()
-    pairs, tokens = datamodule.val_pairs[: cfg.max_pairs], datamodule.val_tokens[: cfg.max_pairs]
+    pairs, tokens = datamodule.val_pairs, datamodule.val_tokens
+    if datamodule.report.get("val", {}).get("labels"):
+        log.warning("the held-out rows are unpaired (KTO): evaluating on the desirable ones, against other prompts")
+        kept = [i for i, t in enumerate(tokens) if t.label]
+        pairs, tokens = [pairs[i] for i in kept], [tokens[i] for i in kept]
+    pairs, tokens = pairs[: cfg.max_pairs], tokens[: cfg.max_pairs]
     loader = DataLoader(tokens, batch_size=cfg.batch_size, collate_fn=datamodule.collator)
     return HeldOut(pairs, tokens, loader, describe_validation(data_cfg))
 

@@ -13,6 +13,7 @@ from .dpo import (
     SigmoidNormLoss,
 )
 from .fdivergence import FDivergenceLoss
+from .kto import KTOLoss
 from .mixture import MixtureLoss
 from .pointwise import APODownLoss, APOZeroLoss, BCOPairLoss, EXOPairLoss, NCAPairLoss, SPPOHardLoss
 from .reference_free import ORPOLoss, SFTLoss, SimPOLoss
@@ -32,6 +33,7 @@ __all__ = [
     "AOTLoss",
     "AOTUnpairedLoss",
     "FDivergenceLoss",
+    "KTOLoss",
     "MixtureLoss",
     "LengthDesensitizedLoss",
     "WeightedPairLoss",

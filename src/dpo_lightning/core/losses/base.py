@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from ..logprobs import PairLogps  # the scorer's output, what every loss reads
@@ -36,6 +37,8 @@ class PreferenceLoss(nn.Module):
     # what the loss reads of the policy beyond the sums (`PairLogps`' optional fields; the scorer computes them)
     needs_shared_prefix: bool = False
     needs_aligned: bool = False
+    # True: learns from labelled unpaired rows only (KTO); False: from preference pairs only; None: either (SFT)
+    unpaired: bool | None = False
 
     def __init__(self, beta: float = 0.1) -> None:
         super().__init__()
@@ -56,6 +59,10 @@ class PreferenceLoss(nn.Module):
     def extras(self, policy: PairLogps, reference: PairLogps | None) -> dict[str, Tensor]:
         return {}
 
+    def data_advice(self, label_counts: dict[str, int] | None) -> str | None:
+        """Advice on the training data for this loss (logged at setup), e.g. KTO's on the balance of its labels."""
+        return None
+
     def rewards(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
         chosen, rejected = logratios(policy, reference)
         return self.beta * chosen, self.beta * rejected
@@ -64,6 +71,14 @@ class PreferenceLoss(nn.Module):
         return ", ".join(
             f"{k}={v}" for k, v in vars(self).items() if isinstance(v, (int, float, bool)) and not k.startswith("_")
         )
+
+
+def global_mean(values: Tensor) -> Tensor:
+    """The mean of `values` over every rank's (an all-reduce of sum and count when training is distributed)."""
+    stats = torch.stack([values.double().sum(), values.new_tensor(float(values.numel()), dtype=torch.float64)])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(stats)
+    return (stats[0] / stats[1].clamp(min=1)).to(values.dtype)
 
 
 def logratios(policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:

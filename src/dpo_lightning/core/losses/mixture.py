@@ -35,6 +35,12 @@ class MixtureLoss(PreferenceLoss):
         self.requires_reference = any(t.requires_reference for t in losses.values())
         self.needs_shared_prefix = any(t.needs_shared_prefix for t in losses.values())
         self.needs_aligned = any(t.needs_aligned for t in losses.values())
+        kinds = {t.unpaired for t in losses.values()} - {None}
+        if len(kinds) > 1:
+            raise ValueError(
+                "loss.terms: an unpaired loss (KTO) cannot be mixed with pairwise ones (their data differ)"
+            )
+        self.unpaired = kinds.pop() if kinds else None
         self.rewards_term = next((n for n, t in losses.items() if t.requires_reference), next(iter(losses)))
         names = [(f"loss/{n}", f"loss/{n}/weight") for n in losses]
         self.extra_metrics = tuple(x for pair in names for x in pair) + tuple(

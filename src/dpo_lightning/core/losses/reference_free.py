@@ -45,13 +45,20 @@ class ORPOLoss(_ReferenceFree):
 
 
 class SFTLoss(_ReferenceFree):
-    """Supervised fine-tuning on the chosen response (length-normalised NLL); the DPO paper's first stage."""
+    """Supervised fine-tuning on the chosen response (length-normalised NLL); the DPO paper's first stage. On
+    unpaired rows (KTO's data) it learns the desirable completions only: each batch's loss is their mean."""
+
+    unpaired = None  # preference pairs or labelled rows
 
     def __init__(self, beta: float = 1.0) -> None:
         super().__init__(beta)
 
     def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
-        return chosen_nll(policy)
+        nll = chosen_nll(policy)
+        if policy.labels is None or bool((policy.labels < 0).all()):
+            return nll
+        desirable = (policy.labels == 1).to(nll.dtype)
+        return nll * desirable * (desirable.numel() / desirable.sum().clamp(min=1))
 
 
 def _log1mexp(x: Tensor) -> Tensor:

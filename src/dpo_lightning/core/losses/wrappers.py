@@ -22,6 +22,7 @@ class WrappedLoss(PreferenceLoss):
         self.requires_reference = loss.requires_reference
         self.needs_shared_prefix = loss.needs_shared_prefix
         self.needs_aligned = loss.needs_aligned
+        self.unpaired = loss.unpaired
         self.extra_metrics = loss.extra_metrics
 
 
