@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
+from dpo_lightning.core.records import RoundPair, read_pairs, write_pairs
 from dpo_lightning.data import PreferenceFormat, preference_data, read_json_rows
 from dpo_lightning.judges.base import Comparison
-from dpo_lightning.tasks.online.pairs import PairRule, Sampling, _score, atomic_lines, build_pairs
+from dpo_lightning.tasks.online.pairs import PairRule, Sampling, _score, build_pairs
 from dpo_lightning.tasks.online.samplers import chosen_backend
 
 SAMPLES = [
@@ -29,13 +30,13 @@ SCORES = [
 
 def test_best_against_worst_with_ties_and_a_minimum_gap():
     pairs = build_pairs(SAMPLES, SCORES, PairRule(min_gap=0.0))
-    assert [(p["chosen"], p["rejected"]) for p in pairs[:2]] == [("b", "c"), ("same", "other")]
-    assert pairs[0]["chosen_score"] == 0.9 and pairs[0]["rejected_score"] == -0.5
+    assert [(p.chosen, p.rejected) for p in pairs[:2]] == [("b", "c"), ("same", "other")]
+    assert pairs[0].chosen_score == 0.9 and pairs[0].rejected_score == -0.5
     chat = pairs[2]  # a chat prompt: the answers as assistant turns, as TRL's conversational format has them
-    assert chat["prompt"] == [{"role": "user", "content": "q4"}]
-    assert chat["chosen"] == [{"role": "assistant", "content": "q"}] and chat["rejected"][0]["content"] == "p"
+    assert chat.prompt == [{"role": "user", "content": "q4"}]
+    assert chat.chosen == [{"role": "assistant", "content": "q"}] and chat.rejected[0]["content"] == "p"
     # a gap of 0.05 is not more than 0.05: that prompt gives no pair
-    assert [p["prompt"] for p in build_pairs(SAMPLES, SCORES, PairRule(min_gap=0.05))] == ["q1", "q3"]
+    assert [p.prompt for p in build_pairs(SAMPLES, SCORES, PairRule(min_gap=0.05))] == ["q1", "q3"]
 
 
 def test_identical_best_and_worst_texts_give_no_pair():
@@ -61,12 +62,12 @@ def test_sampling_needs_two_answers_and_chunks_by_prompts():
 
 def test_the_rounds_pairs_are_read_back_by_data_jsonl(tmp_path, tokenizer):
     pairs = build_pairs(SAMPLES, SCORES, PairRule())
-    atomic_lines(tmp_path / "pairs.jsonl", pairs)
-    assert [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()] == pairs
+    write_pairs(tmp_path / "pairs.jsonl", pairs)
+    assert read_pairs(tmp_path / "pairs.jsonl") == pairs  # one writer, one reader
+    first = json.loads((tmp_path / "pairs.jsonl").read_text().splitlines()[0])
+    assert list(first) == ["prompt", "chosen", "rejected", "chosen_score", "rejected_score"]  # TRL's keys first
     loaded = PreferenceFormat().load(read_json_rows(tmp_path / "pairs.jsonl"))
-    assert [(p.prompt, p.chosen, p.rejected) for p in loaded] == [
-        (p["prompt"], p["chosen"], p["rejected"]) for p in pairs
-    ]
+    assert [(p.prompt, p.chosen, p.rejected) for p in loaded] == [(p.prompt, p.chosen, p.rejected) for p in pairs]
     data = preference_data(
         format=PreferenceFormat(),
         path=str(tmp_path / "pairs.jsonl"),
@@ -92,12 +93,12 @@ def test_the_datas_chosen_answer_is_ranked_among_the_samples_and_pairs_say_their
     sample = rule.candidates({"prompt": "q", "answers": ["a", "bb"]}, "data answer")
     assert sample["answers"] == ["a", "bb", "data answer"] and sample["sources"] == ["policy", "policy", "data"]
     (pair,) = build_pairs([sample], [[0.2, -1.0, 3.0]], rule)  # the data's answer best, the policy's "bb" worst
-    assert (pair["chosen"], pair["rejected"]) == ("data answer", "bb")
-    assert (pair["chosen_source"], pair["rejected_source"]) == ("data", "policy")
+    assert (pair.chosen, pair.rejected) == ("data answer", "bb")
+    assert (pair.chosen_source, pair.rejected_source) == ("data", "policy")
     (pair,) = build_pairs([sample], [[5.0, -1.0, 3.0]], rule)  # a sample the judge ranks above the data's answer
-    assert pair["chosen_source"] == "policy" and pair["chosen"] == "a"
+    assert pair.chosen_source == "policy" and pair.chosen == "a"
     plain = PairRule().candidates({"prompt": "q", "answers": ["a", "b"]}, "data answer")
-    assert plain["answers"] == ["a", "b"] and "chosen_source" not in build_pairs([plain], [[1.0, 0.0]], PairRule())[0]
+    assert plain["answers"] == ["a", "b"] and build_pairs([plain], [[1.0, 0.0]], PairRule())[0].chosen_source is None
     with pytest.raises(ValueError, match="no chosen answer in the data for prompt 'q'"):
         rule.candidates({"prompt": "q", "answers": ["a", "b"]}, None)
 
@@ -116,7 +117,7 @@ def test_exact_answers_pair_a_right_sample_against_a_wrong_one_and_count_the_res
     assert all(x != x for x in scores[3])  # no answer to check: unscored (NaN)
     report = {}
     (pair,) = build_pairs(samples, scores, PairRule(), report)
-    assert (pair["chosen"], pair["rejected"], pair["answer"]) == ("#### 18", "#### 17", "18")  # the columns go along
+    assert (pair.chosen, pair.rejected, pair.columns["answer"]) == ("#### 18", "#### 17", "18")  # the columns go along
     assert report == {"prompts": 4, "pairs": 1, "pairs_before_cap": 1,
                       "no_pair": {"all tied at 1": 1, "all tied at 0": 1, "unscored": 1}}  # fmt: skip
 
@@ -127,7 +128,7 @@ def test_chosen_from_the_data_and_a_cap_on_the_pairs():
     scores = [[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.5, 0.0, 1.0]]
     pairs = build_pairs(samples, scores, rule)
     # the data's answer is always the chosen side, against the policy's worst; none where no sample is worse
-    assert [(p["chosen"], p["rejected"], p["chosen_source"], p["rejected_source"]) for p in pairs] == [
+    assert [(p.chosen, p.rejected, p.chosen_source, p.rejected_source) for p in pairs] == [
         ("data0", "w1", "data", "policy"),
         ("data1", "w2", "data", "policy"),
         ("data3", "w1", "data", "policy"),
@@ -139,3 +140,10 @@ def test_chosen_from_the_data_and_a_cap_on_the_pairs():
     assert report["pairs"] == 2 and report["pairs_before_cap"] == 4
     with pytest.raises(ValueError, match="online.pairs.chosen must be best or data"):
         PairRule(chosen="worst")
+
+
+def test_a_round_pair_keeps_the_data_rows_columns_beside_its_own_keys():
+    row = {"prompt": "6+12?", "chosen": "#### 18", "rejected": "#### 17", "chosen_source": "data", "answer": "18"}
+    pair = RoundPair.from_dict(row)
+    assert pair.columns == {"answer": "18"} and pair.chosen_score is None and pair.chosen_source == "data"
+    assert pair.to_dict() == row

@@ -28,7 +28,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ..core.records import read_lines
+from ..core.records import RoundPair, read_pairs
 from ..core.statistics import wilson
 from ..data.text import as_text, prompt_text
 from ..judges.llm import LLMJudge
@@ -84,16 +84,16 @@ def pairs_files(path: Path) -> list[Path]:
 def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
     """blind.md with `n` pairs drawn (seeded) from the pairs files under `path`, chosen and rejected in a seeded
     random order; blind_key.json records the side of each chosen answer and where each pair came from."""
-    rows = [(f, i, pair) for f in pairs_files(path) for i, pair in enumerate(read_lines(f))]
+    rows = [(f, i, pair) for f in pairs_files(path) for i, pair in enumerate(read_pairs(f))]
     rng = random.Random(seed)
     drawn = rng.sample(rows, min(n, len(rows)))
     swaps = [rng.random() < 0.5 for _ in drawn]
     key, parts = [], []
     for number, ((_, _, pair), swap) in enumerate(zip(drawn, swaps)):
-        chosen, rejected = as_text(pair["chosen"]), as_text(pair["rejected"])
+        chosen, rejected = as_text(pair.chosen), as_text(pair.rejected)
         a, b = (rejected, chosen) if swap else (chosen, rejected)
         key.append("B" if swap else "A")
-        parts.append(f"## {number}\nQ: {prompt_text(pair['prompt'])}\n\nA: {a}\n\nB: {b}\n")
+        parts.append(f"## {number}\nQ: {prompt_text(pair.prompt)}\n\nA: {a}\n\nB: {b}\n")
     folder = sheet_folder(path)
     sheet = folder / SHEET_FILE
     head = f"# Blind reading: {len(drawn)} pairs. Verdicts: A, B or T (neither better), one per pair, in order.\n\n"
@@ -104,13 +104,13 @@ def write_pairs_sheet(path: Path, n: int, seed: int = 0) -> Path:
     return sheet
 
 
-def drawn_pairs(folder: Path, sources: list[str]) -> list[dict]:
+def drawn_pairs(folder: Path, sources: list[str]) -> list[RoundPair]:
     """The pairs a sheet drew, from blind_key.json's `pairs` (`<file>:<row>`, the file relative to `folder`)."""
-    files: dict[str, list[dict]] = {}
+    files: dict[str, list[RoundPair]] = {}
     rows = []
     for source in sources:
         name, row = source.rsplit(":", 1)
-        rows.append(files.setdefault(name, read_lines(folder / name))[int(row) - 1])
+        rows.append(files.setdefault(name, read_pairs(folder / name))[int(row) - 1])
     return rows
 
 
@@ -171,8 +171,8 @@ def score(eval_dir: Path, verdicts_file: Path, confidence: float = 0.95, judge: 
         result["judge_agreement"] = agreement(verdicts, key["first_is"], [1.0] * len(verdicts), confidence)
         if judge is not None:  # another judge on the same pairs: does it side with the loop's judge, the reader?
             pairs = drawn_pairs(eval_dir, key["pairs"])
-            answers = ([as_text(pair[side]) for pair in pairs] for side in ("chosen", "rejected"))
-            outcomes = [float(o) for o in judge.compare([pair["prompt"] for pair in pairs], *answers).outcomes]
+            answers = ([as_text(getattr(pair, side)) for pair in pairs] for side in ("chosen", "rejected"))
+            outcomes = [float(o) for o in judge.compare([pair.prompt for pair in pairs], *answers).outcomes]
             result["second_judge"] = {"name": str(getattr(judge, "name", judge)),
                                       "same_as_loop": sum(o == 1 for o in outcomes), "ties": outcomes.count(0.5),
                                       "pairs": len(outcomes),

@@ -31,6 +31,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ...core import seeds
+from ...core.records import RoundPair, read_samples, write_pairs
 from ...data.text import as_text
 from ...evaluation.blind import write_pairs_sheet
 from ...evaluation.head_to_head import HEAD_TO_HEAD, head_to_head
@@ -47,7 +49,7 @@ from ..evaluate import evaluate
 from ..judges import resolve_judge
 from ..train import save_config, train
 from .configs import previous_policy, round_eval_config, round_train_config
-from .pairs import PairRule, Sampling, atomic_lines, build_pairs, read_lines, sample_answers, score_answers
+from .pairs import PairRule, Sampling, build_pairs, read_lines, sample_answers, score_answers
 from .samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
 from .stopper import Stopper
 from .table import round_row, write_rounds
@@ -104,20 +106,17 @@ class Loop:
         prompts, ids, self.data_pairs = [], [], {}
         for pair, tokens in zip(data.train_pairs, data.train_tokens):
             if prompt_key(pair.prompt) not in self.data_pairs:  # a prompt's first pair is its data pair
-                self.data_pairs[prompt_key(pair.prompt)] = {
-                    "prompt": pair.prompt,
-                    "chosen": pair.chosen,
-                    "rejected": pair.rejected,
-                    **pair.columns,  # e.g. a problem's `answer`, which reward functions read
-                }
+                # the data's pair for the prompt, with its columns (a problem's `answer`, which reward functions read)
+                self.data_pairs[prompt_key(pair.prompt)] = RoundPair(
+                    pair.prompt, pair.chosen, pair.rejected, columns=dict(pair.columns)
+                )
                 prompts.append(pair.prompt)
                 ids.append(tokens.prompt)
         val = self.out / "val.jsonl"
         if not val.is_file():
-            rows = [
-                {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, **p.columns} for p in data.val_pairs
-            ]
-            atomic_lines(val, rows)
+            write_pairs(
+                val, [RoundPair(p.prompt, p.chosen, p.rejected, columns=dict(p.columns)) for p in data.val_pairs]
+            )
         return prompts, ids
 
     def judges(self) -> Any:
@@ -143,13 +142,11 @@ class Loop:
             asked, asked_ids = [prompts[i] for i in chosen], [prompt_ids[i] for i in chosen]
             offline = r < self.cfg.online.get("offline_rounds", 0)  # the data's own pairs: no judge's labels
             if offline:
-                pairs = [
-                    {**self.data_pairs[prompt_key(p)], "chosen_source": "data", "rejected_source": "data"}
-                    for p in asked
-                ]
+                data = [self.data_pairs[prompt_key(p)] for p in asked]
+                pairs = [replace(pair, chosen_source="data", rejected_source="data") for pair in data]
             else:
                 pairs = self.online_pairs(r, rdir, initial, asked, asked_ids, judge)
-            atomic_lines(rdir / "pairs.jsonl", pairs)
+            write_pairs(rdir / "pairs.jsonl", pairs)
             log.info("round %d: %d pairs from %d prompts", r, len(pairs), len(asked))
             if self.cfg.online.get("read_pairs") and not offline:
                 sheet = write_pairs_sheet(
@@ -172,7 +169,7 @@ class Loop:
 
     def online_pairs(
         self, r: int, rdir: Path, initial: Any, asked: list[Any], asked_ids: list[list[int]], judge: Any
-    ) -> list[dict[str, Any]]:
+    ) -> list[RoundPair]:
         """Steps 1-3 of round r: sample the policy's answers, score them, pair best against worst."""
         done = len(read_lines(rdir / "samples.jsonl"))
         if done < len(asked):
@@ -191,10 +188,9 @@ class Loop:
             finally:
                 sampler.close()
                 count_sampling(rdir, len(read_lines(rdir / "samples.jsonl")) - done, self.sampling, started)
-        sampled = read_lines(rdir / "samples.jsonl")
-        samples = [
-            {**self.rule.candidates(s, self.data_answer(s["prompt"])), "columns": self.data_columns(s["prompt"])}
-            for s in sampled
+        samples = [  # what the judge ranks: the policy's answers (and the data's), and the data row's columns
+            {**self.rule.candidates(s.to_dict(), self.data_answer(s.prompt)), "columns": self.data_columns(s.prompt)}
+            for s in read_samples(rdir / "samples.jsonl")
         ]
         scores = score_answers(
             judge, samples, rdir / "scores.jsonl", self.sampling.prompts_per_chunk, self.chunk_hook("score", r, rdir)
@@ -209,13 +205,13 @@ class Loop:
 
     def data_columns(self, prompt: Any) -> dict[str, Any]:
         """The data row's other fields for `prompt` (a problem's `answer`): what reward functions read."""
-        pair = self.data_pairs.get(prompt_key(prompt)) or {}
-        return {k: v for k, v in pair.items() if k not in ("prompt", "chosen", "rejected")}
+        pair = self.data_pairs.get(prompt_key(prompt))
+        return dict(pair.columns) if pair else {}
 
     def data_answer(self, prompt: Any) -> str | None:
         """The data's chosen answer to `prompt`, as text (None for a prompt not in the data)."""
         pair = self.data_pairs.get(prompt_key(prompt))
-        return as_text(pair["chosen"]) if pair else None
+        return as_text(pair.chosen) if pair else None
 
     def compare(self, rdir: Path) -> None:
         """`online.compare_to` (a run, e.g. offline DPO at the same pairs, evaluated on the same held-out prompts):

@@ -15,14 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from ...core import seeds
-from ...core.records import append_lines, atomic_lines, read_lines
+from ...core.records import (
+    RoundPair,
+    Sample,
+    append_samples,
+    append_scores,
+    atomic_lines,
+    read_lines,
+    read_samples,
+    read_scores,
+)
 from ...judges.base import score
 from .samplers import BACKENDS
 
 __all__ = [
     "PairRule",
+    "RoundPair",
     "Sampling",
-    "append_lines",
     "atomic_lines",
     "build_pairs",
     "read_lines",
@@ -95,7 +104,7 @@ class PairRule:
         scores: list[float],
         sources: list[str] | None = None,
         columns: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> RoundPair | None:
         if self.chosen == "data":  # the data's answer (last) against the policy's worst
             best = len(answers) - 1
             worst = min(range(best), key=lambda i: (scores[i], i))
@@ -106,15 +115,16 @@ class PairRule:
             return None
         chat = not isinstance(prompt, str)
         wrap = (lambda text: [{"role": "assistant", "content": text}]) if chat else (lambda text: text)  # noqa: E731
-        return {
-            "prompt": prompt,
-            "chosen": wrap(answers[best]),
-            "rejected": wrap(answers[worst]),
-            "chosen_score": scores[best],
-            "rejected_score": scores[worst],
-            **({"chosen_source": sources[best], "rejected_source": sources[worst]} if sources else {}),
-            **(columns or {}),
-        }
+        return RoundPair(
+            prompt,
+            wrap(answers[best]),
+            wrap(answers[worst]),
+            scores[best],
+            scores[worst],
+            sources[best] if sources else None,
+            sources[worst] if sources else None,
+            dict(columns or {}),
+        )
 
 
 def chunks(total: int, size: int, done: int) -> Iterator[tuple[int, int]]:
@@ -138,9 +148,9 @@ def sample_answers(
     done = len(read_lines(out))
     for index, (start, stop) in enumerate(chunks(len(prompts), sampling.prompts_per_chunk, done)):
         answers = sampler(prompt_ids[start:stop], seeds.generation_batch(seed, start))
-        append_lines(out, [{"prompt": prompts[i], "answers": answers[i - start]} for i in range(start, stop)])
+        append_samples(out, [Sample(prompts[i], answers[i - start]) for i in range(start, stop)])
         on_chunk(index)
-    return [row["answers"] for row in read_lines(out)]
+    return [sample.answers for sample in read_samples(out)]
 
 
 def score_answers(
@@ -155,10 +165,9 @@ def score_answers(
     orders, and an answer's score is its share of wins (a tie counting half)."""
     done = len(read_lines(out))
     for index, (start, stop) in enumerate(chunks(len(samples), per_chunk, done)):
-        part = samples[start:stop]
-        append_lines(out, [{"scores": scores} for scores in _score(judge, part)])
+        append_scores(out, _score(judge, samples[start:stop]))
         on_chunk(index)
-    return [row["scores"] for row in read_lines(out)]
+    return read_scores(out)
 
 
 def _score(judge: Any, samples: list[dict[str, Any]]) -> list[list[float]]:
@@ -193,7 +202,7 @@ def build_pairs(
     rule: PairRule,
     report: dict[str, Any] | None = None,
     seed: int = 0,
-) -> list[dict[str, Any]]:
+) -> list[RoundPair]:
     """The round's pairs, one at most per prompt; `report` (when given) counts the prompts that gave none, and why:
     every answer tied (at which score), a score missing (the judge could not score an answer), all one text."""
     pairs, no_pair = [], Counter()

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...core.records import read_pairs
 from ...core.tables import write_table
 from ...evaluation.head_to_head import HEAD_TO_HEAD
 from ...evaluation.records import EvaluationRecord
-from .pairs import read_lines
 
 TABLE = [
     "round",
@@ -40,7 +40,7 @@ def round_row(r: int, rdir: Path) -> dict[str, Any]:
     greedy = ev.win_rate("greedy") or {}
     return {
         "round": r,
-        "pairs": len(read_lines(rdir / "pairs.jsonl")),
+        "pairs": len(read_pairs(rdir / "pairs.jsonl")),
         "win_rate": greedy.get("win_rate"),
         "win_low": greedy.get("ci_low"),
         "win_high": greedy.get("ci_high"),
