@@ -54,7 +54,9 @@ def run(args, variant: str) -> dict:
         model.generation_config.cache_implementation = "static"
     if variant == "compiled":
         model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
-    sampling = Sampling(samples_per_prompt=args.k, temperature=1.0, max_new_tokens=args.new_tokens, batch_size=args.batch)
+    sampling = Sampling(
+        samples_per_prompt=args.k, temperature=1.0, max_new_tokens=args.new_tokens, batch_size=args.batch
+    )
     sampler = HFSampler(model, loaded.tokenizer, sampling, torch.device(args.device))
     ids = (prompts(loaded.tokenizer, args.prompts, args.data) * args.prompts)[: args.prompts]
     chunk = sampling.prompts_per_chunk
