@@ -6,7 +6,7 @@
 #   PHASE=bench bash bench/gpu_check.sh <out-dir>   # ours (host-light step, module=fast) against TRL's DPOTrainer,
 #                                                   #   1B Llama shape, bf16, in interleaved rounds after a warm round
 #   PHASE=big bash bench/gpu_check.sh <out-dir>     # exact full DPO of a Llama-3-8B shape through train.py
-#   PHASE=train bash bench/gpu_check.sh <out-dir>   # train.py under Lightning's FSDP with the tiled head
+#   PHASE=train bash bench/gpu_check.sh <out-dir>   # train.py under Lightning's FSDP, then FSDP2, with the tiled head
 #   PHASE=sample bash bench/gpu_check.sh <out-dir>  # the online loop's sampler: K=8 x 64 prompts x 256 new tokens,
 #                                                   #   1B shape, dynamic / static cache / compiled (bench/sampling.py)
 #   PHASE=qlora bash bench/gpu_check.sh <out-dir>   # an 8B shape under QLoRA, then LoRA: step time and peak memory
@@ -59,7 +59,7 @@ if want bench; then
   VARIANTS=${VARIANTS:-"ours:light=true;trl;ours:light=true,precompute_ref=true,checkpointing=true"}
   BENCH_OUT=/tmp/gpu_check_bench  # outside $OUT, which every call empties: RESUME=1 continues from it
   [ "${RESUME:-0}" = 1 ] || rm -rf "$BENCH_OUT"
-  step bench "${BENCH_LIMIT:-200}" python3 bench/throughput.py "${ARGS[@]}" --data "$DATA" --out "$BENCH_OUT" \
+  step bench "${BENCH_LIMIT:-170}" python3 bench/throughput.py "${ARGS[@]}" --data "$DATA" --out "$BENCH_OUT" \
     --variants "$VARIANTS"
   mkdir -p "$OUT/bench" && cp "$BENCH_OUT"/results.* "$BENCH_OUT"/profile.txt "$OUT/bench/" 2>/dev/null
   tail -14 "$OUT/bench.log"
@@ -73,7 +73,7 @@ if want big; then
   # logs s/step and MFU every 4 steps.
   SHAPE=llama3_8b DEVICE=cuda TRAINER="trainer=gpu trainer.precision=bf16-true" STEPS=12
   if [ "${DRY_RUN:-0}" = 1 ]; then SHAPE=tiny DEVICE=cpu TRAINER="trainer=cpu trainer.precision=bf16-true" STEPS=3; fi
-  step train_8b "${BIG_LIMIT:-120}" python3 train.py experiment=low_memory module=fast model=random before=null \
+  step train_8b "${BIG_LIMIT:-110}" python3 train.py experiment=low_memory module=fast model=random before=null \
     model.shape=$SHAPE model.dtype=bfloat16 model.device=$DEVICE trainer.accumulate_grad_batches=1 model.tokenizer_from=$TOK data=hh data.path=$DATA data.max_length=1024 \
     data.max_prompt_length=512 data.batch_size=4 data.max_train_pairs=56 data.max_val_pairs=8 $TRAINER \
     trainer.max_steps=$STEPS trainer.log_every_n_steps=4 +trainer.limit_val_batches=0 \
@@ -91,9 +91,18 @@ if want train; then
   GPU=(trainer=fsdp trainer.devices=1 trainer.precision=bf16-mixed
        'trainer.strategy.activation_checkpointing_policy={_target_: dpo_lightning.lightning.strategies.decoder_layers}')
   [ "${DRY_RUN:-0}" = 1 ] && GPU=(trainer=cpu)
-  step train_fsdp "${TRAIN_LIMIT:-45}" python3 train.py $TINY before=null "${GPU[@]}" module.precompute_ref=true \
+  step train_fsdp "${TRAIN_LIMIT:-40}" python3 train.py $TINY before=null "${GPU[@]}" module.precompute_ref=true \
     hydra.run.dir=/tmp/runs/fsdp
-  python3 -c "import json; m = json.load(open('/tmp/runs/fsdp/metrics.json')); print('fsdp', {k: round(v, 4) for k, v in m.items() if k.startswith('val/')})" 2>&1 | tee "$OUT/train_checks.txt"
+  # the same run under FSDP2 (trainer=fsdp2: fully_shard per decoder layer, the module the root unit); DRY_RUN: two
+  # gloo CPU processes
+  GPU2=(trainer=fsdp2 trainer.devices=1 trainer.precision=bf16-mixed module.activation_checkpointing=true)
+  [ "${DRY_RUN:-0}" = 1 ] && GPU2=(trainer=fsdp2 trainer.accelerator=cpu trainer.devices=2 trainer.precision=32-true
+    trainer.strategy.process_group_backend=gloo data.batch_size=2)
+  step train_fsdp2 "${TRAIN_LIMIT:-40}" python3 train.py $TINY before=null "${GPU2[@]}" module.precompute_ref=true \
+    hydra.run.dir=/tmp/runs/fsdp2
+  for run in fsdp fsdp2; do
+    python3 -c "import json; m = json.load(open('/tmp/runs/$run/metrics.json')); print('$run', {k: round(v, 4) for k, v in m.items() if k.startswith('val/') or k in ('train/step_seconds', 'train/peak_memory_gib')})"
+  done 2>&1 | tee "$OUT/train_checks.txt"
 fi
 if want sample; then
   # The online loop's sampling phase on the GPU (issue 32): HFSampler (model.generate with the KV cache) on the 1B

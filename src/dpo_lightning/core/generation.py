@@ -42,10 +42,12 @@ def generate(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     by_length: bool = False,
+    synced: bool = False,
 ) -> Generated:
     """Continue each prompt (token ids, as the model was trained on them) with the KV cache, each row cut at its
     EOS; seeded, so reruns agree. `by_length`: batches of prompts of similar length (less left padding), the
-    answers returned in the prompts' order."""
+    answers returned in the prompts' order. `synced`: every process of a sharded model generates, each forward in
+    lockstep until all are done (transformers' `synced_gpus`, which ZeRO-3 and FSDP need)."""
     model.eval()
     pad = pad_token_id(tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if by_length else range(len(prompts))
@@ -65,6 +67,7 @@ def generate(
             pad_token_id=pad,
             eos_token_id=tokenizer.eos_token_id,
             use_cache=True,
+            synced_gpus=synced,
             **sampling,
         )
         for row in out[:, ids.shape[1] :].tolist():

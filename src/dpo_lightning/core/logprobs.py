@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._pytree import register_dataclass
 
 from .batches import PairBatch, TextbookBatch
 from .lm_head import (
@@ -75,6 +76,10 @@ class PairLogps:
     @property
     def rejected_mean(self) -> Tensor:
         return self.rejected / self.rejected_tokens.clamp(min=1)
+
+
+# A pytree node, as a module's output: FSDP2's root unit then finds its tensors (and hooks their backward).
+register_dataclass(PairLogps)
 
 
 @dataclass

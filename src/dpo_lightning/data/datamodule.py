@@ -244,7 +244,11 @@ class PreferenceDataModule(LightningDataModule):
         return {"train_position": loader.position()} if loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume_position = state_dict.get("train_position")
+        position = state_dict.get("train_position")
+        if position and self._train_loader is not None:  # made before the restore: strategies that restore after
+            self._train_loader.resume_at(position)  # their setup (FSDP2, DeepSpeed) built it to count the steps
+        else:
+            self._resume_position = position
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Runs for the batch about to be trained on (not the one Lightning prefetches): the resume position.

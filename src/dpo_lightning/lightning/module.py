@@ -21,6 +21,7 @@ from ..models.loading import LoadedModel
 from .metrics import PreferenceMetrics, log_metrics
 from .policy_module import PolicyModule
 from .precompute import precompute_reference, take_reference_key
+from .strategies import is_sharded
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,10 @@ class DPOModule(PolicyModule):
         policy.train()  # from_pretrained returns eval mode, and Lightning keeps modules' modes as they are
         self.train_metrics = PreferenceMetrics(loss.extra_metrics)
         self.val_metrics = PreferenceMetrics(loss.extra_metrics)
-        self.strict_loading = False  # checkpoints hold no reference weights (but a moving one's, TR-DPO)
+        # A fixed reference is rebuilt from the model config, so its weights are not this module's state (in
+        # checkpoints, sharded or not); a moving one's are (TR-DPO). Loading then tolerates their absence.
+        self.register_state_dict_post_hook(without_fixed_reference)
+        self.strict_loading = False
 
     # -- the step: policy -> reference -> loss ---------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> tuple[LossOutput, PairLogps, Tensor | None]:
@@ -106,7 +110,7 @@ class DPOModule(PolicyModule):
         precompute_reference(self)
 
     def setup(self, stage: str) -> None:
-        if self.reference.moves and isinstance(self.trainer.strategy, (FSDPStrategy, DeepSpeedStrategy)):
+        if self.reference.moves and is_sharded(self.trainer):
             raise ValueError(
                 "module.ref_sync_steps (TR-DPO) under a sharding strategy: the reference would be synced from "
                 "sharded weights, which is not supported yet; use trainer=ddp (or a single device)"
@@ -170,11 +174,11 @@ class DPOModule(PolicyModule):
         if self.reference.moves:  # the syncs before this step (TR-DPO)
             self.log("train/reference_syncs", float(self.trainer.global_step // self.reference.every), on_step=True)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if not self.reference.moves:  # a fixed reference is rebuilt from the model config; a moving one is state
-            state = checkpoint["state_dict"]
-            checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("reference.")}
-        super().on_save_checkpoint(checkpoint)
+
+def without_fixed_reference(module: DPOModule, state: dict[str, Any], prefix: str, metadata: Any) -> None:
+    if not module.reference.moves:
+        for key in [k for k in state if k.startswith(prefix + "reference.")]:
+            del state[key]
 
 
 def check_data_for_loss(loss: PreferenceLoss, label_counts: dict[str, int] | None) -> None:

@@ -13,6 +13,7 @@ the online loop's): a new module subclasses this and implements its step.
 - `validated_at_step`: set at the end of each validation here. Read by `train()`, which validates the final weights
   when Lightning skipped it.
 - `sync_free`: from the constructor. Read by NonFiniteGuard (a bad update skipped on the device).
+- `configure_model`: under `trainer=fsdp2`, shards the trained model and a frozen reference copy (strategies.py).
 
 What is shared, so no module repeats it: the optimizer and schedule built from their partials, dropout turned
 off, the per-optimizer-step logging of the training metrics and the learning rate, the validation metrics at the
@@ -33,6 +34,7 @@ from ..core.reference import NoReference, Reference
 from .checkpointing import restore_rng_states, save_rng_states
 from .metrics import log_metrics
 from .optim import configure_optimizers
+from .strategies import FSDP2Strategy
 
 
 class PolicyModule(LightningModule):
@@ -82,6 +84,13 @@ class PolicyModule(LightningModule):
         log_metrics(self, self.val_metrics, "val", on_step=False)
         if not self.trainer.sanity_checking:
             self.validated_at_step = self.trainer.global_step
+
+    def configure_model(self) -> None:
+        # trainer=fsdp2: each decoder layer of the trained model and of a frozen reference copy its own fully_shard
+        # unit, this module the root (Lightning's ModelParallelStrategy asks the module to shard itself, here)
+        if isinstance(self.trainer.strategy, FSDP2Strategy):
+            frozen = self.reference.frozen_model()
+            self.trainer.strategy.shard(self, [self.trained_model] + ([frozen] if frozen is not None else []))
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.trained_model, self.optimizer_factory, self.scheduler_factory, self.trainer)

@@ -3,8 +3,8 @@ strategy, precision, rank and data), which the reference itself (`core/reference
 
 `take_reference_key` runs in `DPOModule.setup`, before a strategy shards the weights: the cache key is a fingerprint
 of the whole reference. `precompute_reference` runs at fit start: every training and validation pair once, read from
-the cache file where it has them (`core/refcache`), computed now where it does not. Under FSDP with several
-processes the pass runs as the forward of the root unit (`through_root`), as Lightning runs training_step, so each
+the cache file where it has them (`core/refcache`), computed now where it does not. Under FSDP or FSDP2 the pass
+runs as the forward of the root unit (`through_root`), as Lightning runs training_step, so each
 unit gathers its weights as in training and every rank calls it equally often.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from lightning import LightningModule
-from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -24,6 +23,7 @@ from ..core import refcache
 from ..core.batches import PairBatch
 from ..core.losses import PairLogps
 from ..core.reference import Precomputed
+from .strategies import sharded_root
 
 
 def take_reference_key(module: LightningModule) -> None:
@@ -45,7 +45,7 @@ def precompute_reference(module: LightningModule) -> None:
         return
     trainer = module.trainer
     take_reference_key(module)  # a no-op when setup took it
-    root = trainer.strategy.model if isinstance(trainer.strategy, FSDPStrategy) else None
+    root = sharded_root(trainer)
     score = batch_scorer(module, root, trainer.precision_plugin.forward_context)
     logps = refcache.load_or_compute(
         reference.cache_path,

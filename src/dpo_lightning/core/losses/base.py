@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import register_dataclass
 
 from ..logprobs import PairLogps  # the scorer's output, what every loss reads
 
@@ -22,6 +23,10 @@ class LossOutput:
     chosen_rewards: Tensor  # detached implicit rewards, one per pair
     rejected_rewards: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)  # the loss's own values, one per pair (logged)
+
+
+# A pytree node, as the module's output: FSDP2's root unit then finds the loss (and hooks its backward).
+register_dataclass(LossOutput)
 
 
 class PreferenceLoss(nn.Module):

@@ -10,6 +10,7 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 
 from ...core.generation import generate
+from ..strategies import gathered_root
 
 
 class SampleGenerations(Callback):
@@ -21,8 +22,13 @@ class SampleGenerations(Callback):
         self.validations = 0
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self.num_prompts <= 0:
+        if trainer.sanity_checking or self.num_prompts <= 0:
             return
+        with gathered_root(trainer) as sharded:  # FSDP2: every rank generates, in lockstep; rank 0 writes
+            if trainer.is_global_zero or sharded:
+                self._sample(trainer, pl_module, sharded)
+
+    def _sample(self, trainer: Trainer, pl_module: LightningModule, sharded: bool) -> None:
         self.validations += 1
         if (self.validations - 1) % self.every_n:
             return
@@ -30,12 +36,14 @@ class SampleGenerations(Callback):
         tokenizer, prompts = datamodule.tokenizer, [t.prompt for t in datamodule.val_tokens[: self.num_prompts]]
         if not prompts:
             return
-        kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, device=pl_module.device)
+        kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, device=pl_module.device, synced=sharded)
         policy = generate(pl_module.trained_model, tokenizer, prompts, **kwargs)
         reference_texts = [None] * len(prompts)  # without a reference model (SFT, precompute_ref) the policy alone
         if pl_module.reference.can_run:
             with pl_module.reference.run() as reference_model:
                 reference_texts = generate(reference_model, tokenizer, prompts, **kwargs).texts
+        if not trainer.is_global_zero:
+            return
         step = trainer.global_step
         rows = [
             [step, tokenizer.decode(p, skip_special_tokens=True).strip(), pol, ref]
