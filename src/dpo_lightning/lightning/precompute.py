@@ -4,8 +4,8 @@ strategy, precision, rank and data), which the reference itself (`core/reference
 `take_reference_key` runs in `DPOModule.setup`, before a strategy shards the weights: the cache key is a fingerprint
 of the whole reference. `precompute_reference` runs at fit start: every training and validation pair once, read from
 the cache file where it has them (`core/refcache`), computed now where it does not. Under FSDP or FSDP2 the pass
-runs as the forward of the root unit (`through_root`), as Lightning runs training_step, so each
-unit gathers its weights as in training and every rank calls it equally often.
+runs as the forward of the root unit (`through_root`), as Lightning runs training_step, so each unit gathers its
+weights as in training and every rank calls it equally often.
 """
 
 from __future__ import annotations

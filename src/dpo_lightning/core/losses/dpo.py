@@ -27,12 +27,18 @@ class DPOLoss(PreferenceLoss):
     def _reference(self, reference: PairLogps | None) -> PairLogps | None:
         return None if self.reference_free else reference
 
+    def scores(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
+        """What the sigmoid compares, per response: the log-ratios here; a variant of DPO that changes only these
+        (per-token log-ratios, an f-divergence's f') overrides this, and its rewards are beta x its scores."""
+        return logratios(policy, self._reference(reference))
+
     def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
-        h = logratio_difference(policy, self._reference(reference))
-        return smoothed_sigmoid_loss(self.beta * h, self.label_smoothing)
+        chosen, rejected = self.scores(policy, reference)
+        return smoothed_sigmoid_loss(self.beta * (chosen - rejected), self.label_smoothing)
 
     def rewards(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
-        return super().rewards(policy, self._reference(reference))
+        chosen, rejected = self.scores(policy, reference)
+        return self.beta * chosen, self.beta * rejected
 
 
 class RobustLoss(PreferenceLoss):
@@ -76,25 +82,16 @@ class RPOLoss(DPOLoss):
         return super().pair_losses(policy, reference) + self.alpha * chosen_nll(policy)
 
 
-class SigmoidNormLoss(PreferenceLoss):
+class SigmoidNormLoss(DPOLoss):
     """Length-normalised DPO (TRL's `sigmoid_norm`): -log sigmoid(beta [r_w / |y_w| - r_l / |y_l|]), the log-ratios
     per response token, so that a long answer's sum does not dominate; rewards are the per-token log-ratios x beta."""
 
     def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0) -> None:
-        super().__init__(beta)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
+        super().__init__(beta, label_smoothing)
 
-    def per_token(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
+    def scores(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
         chosen, rejected = logratios(policy, reference)
         return chosen / policy.chosen_tokens.clamp(min=1), rejected / policy.rejected_tokens.clamp(min=1)
-
-    def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
-        chosen, rejected = self.per_token(policy, reference)
-        return smoothed_sigmoid_loss(self.beta * (chosen - rejected), self.label_smoothing)
-
-    def rewards(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
-        chosen, rejected = self.per_token(policy, reference)
-        return self.beta * chosen, self.beta * rejected
 
 
 class DiscoPOPLoss(PreferenceLoss):

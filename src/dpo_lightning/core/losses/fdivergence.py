@@ -18,23 +18,23 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import PairLogps, PreferenceLoss, check_label_smoothing, logratios, smoothed_sigmoid_loss
+from .base import PairLogps, logratios
+from .dpo import DPOLoss
 
 DIVERGENCES = ("reverse_kl", "forward_kl", "js", "alpha")
 EXP_LIMIT = 80.0  # exp of a larger log-ratio overflows float32
 
 
-class FDivergenceLoss(PreferenceLoss):
+class FDivergenceLoss(DPOLoss):
     def __init__(
         self, beta: float = 0.1, divergence: str = "reverse_kl", alpha: float = 0.5, label_smoothing: float = 0.0
     ) -> None:
-        super().__init__(beta)
+        super().__init__(beta, label_smoothing)
         if divergence not in DIVERGENCES:
             raise ValueError(f"loss.divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if divergence == "alpha" and not 0.0 < alpha <= 1.0:
             raise ValueError(f"loss.alpha must be in (0, 1] for the alpha-divergence, got {alpha}")
         self.divergence, self.alpha = divergence, float(alpha)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
 
     def f_prime(self, r: Tensor) -> Tensor:
         """f'(u) at u = exp(r), r the log-ratio (the constant of reverse KL's dropped: it cancels in the loss)."""
@@ -49,11 +49,3 @@ class FDivergenceLoss(PreferenceLoss):
     def scores(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
         chosen, rejected = logratios(policy, reference)
         return self.f_prime(chosen), self.f_prime(rejected)
-
-    def pair_losses(self, policy: PairLogps, reference: PairLogps | None) -> Tensor:
-        chosen, rejected = self.scores(policy, reference)
-        return smoothed_sigmoid_loss(self.beta * (chosen - rejected), self.label_smoothing)
-
-    def rewards(self, policy: PairLogps, reference: PairLogps | None) -> tuple[Tensor, Tensor]:
-        chosen, rejected = self.scores(policy, reference)
-        return self.beta * chosen, self.beta * rejected

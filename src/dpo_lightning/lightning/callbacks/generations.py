@@ -24,14 +24,14 @@ class SampleGenerations(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self.num_prompts <= 0:
             return
+        self.validations += 1
+        if (self.validations - 1) % self.every_n:
+            return
         with gathered_root(trainer) as sharded:  # FSDP2: every rank generates, in lockstep; rank 0 writes
             if trainer.is_global_zero or sharded:
                 self._sample(trainer, pl_module, sharded)
 
     def _sample(self, trainer: Trainer, pl_module: LightningModule, sharded: bool) -> None:
-        self.validations += 1
-        if (self.validations - 1) % self.every_n:
-            return
         datamodule = trainer.datamodule
         tokenizer, prompts = datamodule.tokenizer, [t.prompt for t in datamodule.val_tokens[: self.num_prompts]]
         if not prompts:
