@@ -136,7 +136,8 @@ def test_hydra_main_returns_the_optimized_metric(tmp_path):
 
 
 def test_train_embedded_smollm2_for_two_steps(tmp_path):
-    """The default command on the embedded model: its SFT stage, then DPO from it (two steps each)."""
+    """The default command on the embedded model: its full SFT stage, then LoRA DPO with RPO's NLL term from it (two
+    steps each)."""
     run = tmp_path / "run"
     run_script(
         "train.py",
@@ -151,10 +152,13 @@ def test_train_embedded_smollm2_for_two_steps(tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["name_or_path"] == "embedded:smollm2-135m-instruct"
     assert config["model"]["init_from"] == str(run / "sft") and (run / "sft" / "final" / "config.json").is_file()
-    assert yaml.safe_load((run / "sft" / "config.yaml").read_text())["optimizer"]["lr"] == 5e-5  # the recipe's SFT lr
+    sft = yaml.safe_load((run / "sft" / "config.yaml").read_text())
+    assert sft["optimizer"]["lr"] == 5e-5 and not sft["peft"]  # the recipe's SFT lr, every weight
+    assert config["loss"]["alpha"] == 0.2 and config["optimizer"]["lr"] == 5e-4  # RPO, the recipe's LoRA lr
+    assert (run / "final" / "adapter_config.json").is_file()  # the adapter, and beside it a merged copy
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(run / "final")
+    config = AutoConfig.from_pretrained(run / "final" / "merged")
     assert config.model_type == "llama" and config.num_hidden_layers == 30
     assert getattr(config, "quantization_config", None) is None
     assert metrics["train/loss"] > 0

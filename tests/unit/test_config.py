@@ -30,6 +30,7 @@ def test_every_group_has_its_options():
             "orpo",
             "rpo",
             "rpo_light",
+            "rpo_sft",
             "bco_pair",
             "apo_zero",
             "apo_down",

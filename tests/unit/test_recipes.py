@@ -76,7 +76,27 @@ def test_a_learning_rate_far_from_the_recipe_is_warned_before_anything_loads(cap
     lora = recipe_warnings(compose(*DESIGN_CARD, "peft=lora", "optimizer.lr=1e-7"))
     assert len(lora) == 1 and "model.recipe.lora_lr=5e-06" in lora[0] and "barely move" in lora[0]
     with caplog.at_level(logging.WARNING):
-        assert validate_config(compose("optimizer.lr=1e-2")) and "model.recipe.lr=3e-05" in caplog.text
+        assert validate_config(compose("peft=none", "optimizer.lr=1e-2")) and "model.recipe.lr=3e-05" in caplog.text
+
+
+def test_the_default_is_the_embedded_models_measured_pipeline_and_other_models_train_full_dpo():
+    """`python train.py`: full SFT (the default `before`), then LoRA DPO with RPO's NLL term at alpha 0.2 (the embedded
+    model's measured DPO stage, docs/main_job.md); every other loaded model option stays full DPO, and the SFT stage,
+    the reward model and the full-fine-tuning experiments keep every weight trainable unless peft= is given."""
+    dpo, sft = resolved(), resolved("stage=sft")
+    assert dpo.before == {"sft": ["stage=sft"]}
+    assert dpo.peft._target_.endswith("wrap_lora") and dpo.optimizer.lr == 5e-4  # model.recipe.lora_lr
+    assert dpo.loss._target_.endswith("RPOLoss") and (dpo.loss.alpha, dpo.loss.beta) == (0.2, 0.1)
+    assert not sft.peft and sft.loss._target_.endswith("SFTLoss") and sft.optimizer.lr == 5e-5  # full SFT
+    assert resolved("stage=sft", "peft=lora").peft  # the command line's adapter reaches the SFT stage too
+    full = resolved("peft=none", "loss=dpo")
+    assert not full.peft and full.loss._target_.endswith(".DPOLoss") and full.optimizer.lr == 3e-5
+    for name in ("gpt2", "pythia_2_8b", "qwen2_5_0_5b", "mistral", "llama3_8b"):
+        cfg = compose(f"model={name}")
+        assert not cfg.peft and cfg.loss._target_.endswith(".DPOLoss"), name
+    for overrides in (("experiment=main_sft",), ("experiment=hh_sft",), ("experiment=hh_dpo_from_sft",)):
+        assert not compose(*overrides).peft, overrides
+    assert compose("experiment=main").loss.alpha == 0.1  # the main job keeps its own alpha
 
 
 def test_every_model_option_carries_a_complete_recipe():

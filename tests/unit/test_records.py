@@ -58,3 +58,5 @@ def test_judges_cached_before_the_layers_keep_their_key():
     old = OmegaConf.load(Path(__file__).parent / "fixtures" / "main_job_config_0.1.yaml")
     assert key(old) == "ad909e645b532028"
     assert key(compose("experiment=main", "model.init_from=/runs/main/sft")) == "ad909e645b532028"
+    assert key(compose()) == "ad909e645b532028"  # `python train.py` trains LoRA DPO; its judge, every weight
+    assert not judge_config(compose(), None, "builtin:judge").peft
