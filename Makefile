@@ -8,6 +8,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# `make test`'s processes (pytest-xdist, each test file in one): most tests keep only one core busy
+TEST_WORKERS ?= 2
 SFT_ARGS ?=
 EVAL_ARGS ?=
 # The main job's run directory (one per `make train`).
@@ -32,7 +34,7 @@ train: install
 		generation.max_new_tokens=64 $(EVAL_ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(ARGS)

@@ -118,3 +118,30 @@ def test_a_damaged_model_cache_is_detected_and_rebuilt(tmp_path, monkeypatch, ca
         again = embedded.resolve_embedded("embedded:smollm2-135m-instruct", tmp_path)
     assert again == target and embedded.cache_problem(target) is None
     assert f"the cached model {target} is damaged" in caplog.text
+
+
+@pytest.mark.parametrize("state_dict_type", ["sharded", "full"])
+def test_an_fsdp_save_at_the_last_link_replaces_the_link_not_the_checkpoint_it_points_to(state_dict_type, tmp_path):
+    """trainer=fsdp's strategy (one process, no process group): a save at `last.ckpt`, a link to step3.ckpt, writes a
+    new last.ckpt and leaves step3.ckpt as it was. Lightning's own FSDPStrategy writes a sharded save through the link,
+    into step3.ckpt's folder (its one-file save already renames over the link)."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from dpo_lightning.lightning.strategies import LinkSafeFSDPStrategy
+
+    def state(step):
+        return {"state_dict": {"w": torch.full((2,), float(step))}, "optimizer_states": [], "global_step": step}
+
+    def saved_step(path):
+        return torch.load(path / "meta.pt" if path.is_dir() else path, weights_only=False)["global_step"]
+
+    for cls in (FSDPStrategy, LinkSafeFSDPStrategy):
+        folder = tmp_path / cls.__name__
+        folder.mkdir()
+        strategy = cls(state_dict_type=state_dict_type)
+        strategy.save_checkpoint(state(3), folder / "step3.ckpt")
+        os.symlink("step3.ckpt", folder / "last.ckpt")
+        strategy.save_checkpoint(state(5), folder / "last.ckpt")
+        overwritten = cls is FSDPStrategy and state_dict_type == "sharded"
+        assert saved_step(folder / "step3.ckpt") == (5 if overwritten else 3), cls.__name__
+        assert (folder / "last.ckpt").is_symlink() is overwritten and saved_step(folder / "last.ckpt") == 5

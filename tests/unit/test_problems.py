@@ -16,7 +16,15 @@ from dpo_lightning.data import ProblemFormat
 from dpo_lightning.data.answers import worked_answer, wrong_answer
 from dpo_lightning.data.arithmetic import PHRASINGS, arithmetic_problems, phrasings
 from dpo_lightning.data.readers import BadRows, DataError, iter_rows
-from dpo_lightning.evaluation.accuracy import ModelAccuracy, compare_accuracy, judge_answers, majority_answer
+from dpo_lightning.evaluation.accuracy import (
+    ModelAccuracy,
+    accuracy_by_kind,
+    compare_accuracy,
+    judge_answers,
+    main,
+    majority_answer,
+    operations,
+)
 from dpo_lightning.judges.functions import exact_match
 
 
@@ -115,6 +123,37 @@ def test_accuracy_pass_and_majority_by_hand():
     diff = compare_accuracy(base, trained)["greedy_difference"]
     assert (diff["dpo_only"], diff["base_only"], diff["value"]) == (2, 1, 0.25)
     assert diff["p_value"] == pytest.approx(1.0)  # 2 against 1: P(X <= 1) = 4/8, doubled
+
+
+def test_accuracy_by_kind_of_problem_counts_each_arms_right_answers(tmp_path, capsys):
+    assert operations("2 × 9 = 18. 18 - 15 = 3. The answer is 3.") == "×,-"
+    assert operations("She has 48/2 = <<48/2=24>>24. In all 48+24 = <<48+24=72>>72.\n#### 72") == "÷,+"
+    assert operations("6 x 4 = 24. The answer is 24.") == "×" and operations("#### -3") == "none"
+    assert operations("8 − 3 = 5. The answer is 5 - 1 = 4.") == "-"  # the text after "The answer is" is not working
+    problems = [("a", "3 + 4 = 7. The answer is 7."), ("b", "9 - 2 = 7. The answer is 7."),
+                ("c", "2 × 3 = 6. 6 + 1 = 7. The answer is 7."), ("d", "5 + 1 = 6. The answer is 6.")]  # fmt: skip
+    arms = {"one": [(True, True), (False, True), (False, False), (True, False)],  # (base right, trained right)
+            "two": [(True, False), (False, False), (False, True), (True, True)]}  # fmt: skip
+    for name, verdicts in arms.items():
+        (tmp_path / name).mkdir()
+        rows = [
+            {"prompt": q, "answer": a, "base_right": b, "dpo_right": d} for (q, a), (b, d) in zip(problems, verdicts)
+        ]
+        (tmp_path / name / "accuracy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert accuracy_by_kind([one, two]) == [
+        {"kind": "+", "problems": 2, "base": 2, str(one): 1, str(two): 1},
+        {"kind": "-", "problems": 1, "base": 0, str(one): 1, str(two): 0},
+        {"kind": "×,+", "problems": 1, "base": 0, str(one): 0, str(two): 1},
+    ]
+    main(["--by-kind", str(one), str(two)])
+    assert "| all | 4 | 2 | 2 | 2 |" in capsys.readouterr().out
+    (tmp_path / "three").mkdir()
+    (tmp_path / "three" / "accuracy.jsonl").write_text(
+        json.dumps({**json.loads((one / "accuracy.jsonl").read_text().splitlines()[0]), "prompt": "z"}) + "\n"
+    )
+    with pytest.raises(ValueError, match="not the same held-out problems"):
+        accuracy_by_kind([one, tmp_path / "three"])
 
 
 @pytest.mark.parametrize("b, c, p", [(0, 0, 1.0), (10, 0, 2 / 1024), (0, 10, 2 / 1024), (12, 3, 2 * 576 / 32768)])

@@ -6,6 +6,7 @@ trained model on the same problems, each with its Wilson interval, and the paire
 from __future__ import annotations
 
 import argparse
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,18 +134,60 @@ def compare_runs(first: Path, second: Path, confidence: float = 0.95) -> dict[st
             "difference": result["greedy_difference"]}  # fmt: skip
 
 
+# an operation between two numbers in a reference's working: "2 × 9 = 18", GSM8K's "<<48/2=24>>"
+OPERATION = re.compile(r"\d\s*([-+−×xX*÷/])\s*\(?\d")
+SYMBOLS = {"−": "-", "x": "×", "X": "×", "*": "×", "/": "÷"}
+
+
+def operations(reference: str) -> str:
+    """A problem's kind: the operations of its reference answer's working, in order ("×,-" for "2 × 9 = 18.
+    18 - 15 = 3. The answer is 3."; "÷,+" for GSM8K's "<<48/2=24>> ... <<48+24=72>>"), "none" without working."""
+    working = re.split(r"####|[Tt]he answer is", str(reference))[0]
+    working = " ".join(re.findall(r"<<([^>]*)>>", working)) or working  # GSM8K: its calculator's steps, once each
+    found = [SYMBOLS.get(op, op) for op in OPERATION.findall(working)]
+    return ",".join(found) or "none"
+
+
+def accuracy_by_kind(evaluations: Sequence[Path]) -> list[dict[str, Any]]:
+    """Greedy accuracy by kind of problem (`operations` of the reference answer) for base (from the first
+    evaluation) and each evaluation, on the same held-out problems: where each arm's right answers are."""
+    runs = [read_lines(Path(e) / "accuracy.jsonl") for e in evaluations]
+    if not runs[0] or any([r["prompt"] for r in run] != [r["prompt"] for r in runs[0]] for run in runs):
+        raise ValueError(f"{', '.join(map(str, evaluations))}: not the same held-out problems (accuracy.jsonl)")
+    kinds = [operations(row["answer"]) for row in runs[0]]
+    table = []
+    for kind in sorted(set(kinds), key=lambda k: (k.count(",") if k != "none" else -1, k)):
+        at = [i for i, k in enumerate(kinds) if k == kind]
+        row = {"kind": kind, "problems": len(at), "base": sum(bool(runs[0][i]["base_right"]) for i in at)}
+        row.update({str(e): sum(bool(run[i]["dpo_right"]) for i in at) for e, run in zip(evaluations, runs)})
+        table.append(row)
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description="Two evaluations' greedy exact-match accuracy on the same held-out problems, and McNemar's "
-        "exact test of the difference: python -m dpo_lightning.evaluation.accuracy <run A>/eval <run B>/eval"
+        "exact test of the difference: python -m dpo_lightning.evaluation.accuracy <run A>/eval <run B>/eval; "
+        "with --by-kind, any number of evaluations' right answers by kind of problem (the operations of the "
+        "reference's working), base's from the first"
     )
-    p.add_argument("first", type=Path)
-    p.add_argument("second", type=Path)
+    p.add_argument("evaluations", type=Path, nargs="+")
+    p.add_argument("--by-kind", action="store_true", help="right answers by kind of problem, base and each evaluation")
     args = p.parse_args(argv)
-    r = compare_runs(args.first, args.second)
+    if args.by_kind:
+        table = accuracy_by_kind(args.evaluations)
+        names = ["base", *map(str, args.evaluations)]
+        print("| kind | problems | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
+        for row in [*table, {"kind": "all", **{k: sum(r[k] for r in table) for k in ["problems", *names]}}]:
+            print(f"| {row['kind']} | {row['problems']} | " + " | ".join(str(row[n]) for n in names) + " |")
+        return
+    if len(args.evaluations) != 2:
+        p.error("two evaluations to compare (or --by-kind)")
+    first, second = args.evaluations
+    r = compare_runs(first, second)
     f, s, d = r["first_accuracy"], r["second_accuracy"], r["difference"]
     print(
-        f"{args.first}: {f['value']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}]; {args.second}: {s['value']:.3f} "
+        f"{first}: {f['value']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}]; {second}: {s['value']:.3f} "
         f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}] on {r['problems']} problems; difference {d['value']:+.3f}: right "
         f"only in the first on {d['dpo_only']}, only in the second on {d['base_only']}; McNemar p = {d['p_value']:.3g}"
     )

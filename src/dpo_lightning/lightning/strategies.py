@@ -59,12 +59,7 @@ class FSDP2Strategy(ModelParallelStrategy):
         super().setup_environment()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any | None = None) -> None:
-        # A distributed checkpoint is a folder, written into: saved at last.ckpt, a link to an earlier checkpoint,
-        # it would overwrite that one. The link is replaced instead, as a single-file save renames over it.
-        path = Path(self.broadcast(filepath))
-        if self.global_rank == 0 and path.is_symlink():
-            path.unlink()
-        self.barrier()
+        unlink_before_save(self, filepath)
         super().save_checkpoint(checkpoint, filepath, storage_options)
 
     def shard(self, module: LightningModule, models: list[nn.Module]) -> None:
@@ -81,6 +76,27 @@ class FSDP2Strategy(ModelParallelStrategy):
             for layer in [m for m in model.modules() if isinstance(m, kinds)]:
                 fully_shard(layer, **settings)
         fully_shard(module, **settings)
+
+
+class LinkSafeFSDPStrategy(FSDPStrategy):
+    """Lightning's FSDPStrategy (FSDP1, `trainer=fsdp`), whose sharded save at a `last.ckpt` link replaces the link
+    rather than writing into the checkpoint folder it points to (as FSDP2Strategy does; a full, one-file save
+    already renames over the link)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any | None = None) -> None:
+        if self._state_dict_type == "sharded":
+            unlink_before_save(self, filepath)
+        super().save_checkpoint(checkpoint, filepath, storage_options)
+
+
+def unlink_before_save(strategy: Any, filepath: Any) -> None:
+    """A distributed checkpoint is a folder, written into: saved at `last.ckpt`, a link to an earlier checkpoint, it
+    would overwrite that one (and a crash mid-save would leave it half new). The link is removed first, on rank 0, as
+    a single-file save renames over it; every rank waits for that before it writes its shard."""
+    path = Path(strategy.broadcast(filepath))
+    if strategy.global_rank == 0 and path.is_symlink():
+        path.unlink()
+    strategy.barrier()
 
 
 def _dtype(name: str | None) -> torch.dtype | None:
