@@ -2,7 +2,9 @@
 the root unit), run inside the root's forward as Lightning's FSDPStrategy runs training_step. Writes one JSON file
 per rank (rank<r>.json in the folder given). Mode `step`: the loss, and the largest difference of every gathered
 gradient from one unsharded process. Mode `precompute`: the precomputed reference's pass over 3 batches (2 on rank
-0, 1 on rank 1: rank 1 repeats a call in lockstep), sharded, against the unsharded reference's log-probs."""
+0, 1 on rank 1: rank 1 repeats a call in lockstep), sharded, against the unsharded reference's log-probs. Mode
+`generate`: greedy answers of the sharded policy and reference outside a training step, as the sample-generations
+callback makes them under trainer=fsdp (every rank, in lockstep, the root's weights gathered), against unsharded."""
 
 from __future__ import annotations
 
@@ -53,6 +55,9 @@ def worker(rank: int, world: int, port: str, tied: bool, out: str, mode: str = "
 
     if mode == "precompute":
         precompute(rank, model, reference, ids, out, pristine)
+        return
+    if mode == "generate":
+        generation(rank, model, reference, ids, out)
         return
     module = dpo_module(model, reference)
     assert module.scorer.fused_head
@@ -166,6 +171,39 @@ def precompute(rank: int, model, reference, ids, out: str, pristine) -> None:
     result["bf16_max_rel_diff"] = max(
         ((a - b).abs() / b.abs()).max().item() for a, b in zip(got.lookup(keys), expected.lookup(keys))
     )
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    finish()
+
+
+def generation(rank: int, model, reference, ids, out: str) -> None:
+    from types import SimpleNamespace
+
+    from dpo_lightning import DPOModule
+    from dpo_lightning.core.generation import generate
+    from dpo_lightning.core.losses import DPOLoss
+    from dpo_lightning.lightning.strategies import LinkSafeFSDPStrategy, gathered_root
+
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=96, decode=lambda row, **kw: " ".join(map(str, row)))
+    prompts = [ids(4), ids(7), ids(5)]
+
+    def answers(policy, ref, synced):  # the policy's and the reference's, as SampleGenerations asks for them
+        kw = dict(max_new_tokens=8, do_sample=False, synced=synced, batch_size=2)
+        return [generate(m, tokenizer, prompts, **kw).texts for m in (policy, ref)]
+
+    expected = answers(copy.deepcopy(model), copy.deepcopy(reference), False)
+    module = DPOModule(model, DPOLoss(0.1), optimizer=torch.optim.AdamW, reference=reference, compute_kl=False)
+    strategy = LinkSafeFSDPStrategy()
+    strategy.model = sharded(module)
+    result = {"rank": rank}
+    try:  # without gathering the root: its flat-sharded embeddings cannot run
+        with module.reference.run() as ref:
+            answers(module.policy, ref, False)
+        result["ungathered"] = "ran"
+    except RuntimeError as error:
+        result["ungathered"] = str(error)[:200]
+    with gathered_root(SimpleNamespace(strategy=strategy)) as gathered, module.reference.run() as ref:
+        result["gathered"] = gathered
+        result["same"] = answers(module.policy, ref, gathered) == expected
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     finish()
 

@@ -88,3 +88,16 @@ def test_precomputed_reference_under_fsdp_runs_inside_the_sharded_module(tmp_pat
         assert r["pairs"] == 6 and r["max_diff"] <= 1e-6
         assert r["bf16_max_rel_diff"] <= 2e-2  # under bf16 mixed precision: runs, and agrees to bf16's precision
         assert r["outside_root"] != "ran"  # the same pass outside the root unit fails: the root's forward is needed
+
+
+def test_sample_generations_under_fsdp_run_on_every_rank_with_the_root_gathered(tmp_path):
+    """trainer=fsdp (FSDP1) on two gloo processes: outside a training step the root unit's weights are flat shards, so
+    the policy and the reference cannot generate; gathered_root (what the sample-generations callback uses) gathers
+    them on every rank, and the ranks' greedy answers, generated in lockstep, are the unsharded models'."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    run_script("tests/e2e/fsdp_worker.py", port, "tied", str(tmp_path), "generate")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in ranks:
+        assert r["ungathered"] != "ran" and r["gathered"] is True and r["same"] is True, r

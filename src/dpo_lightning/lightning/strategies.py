@@ -118,18 +118,21 @@ def sharded_root(trainer: Trainer) -> nn.Module | None:
 
 @contextmanager
 def gathered_root(trainer: Trainer) -> Iterator[bool]:
-    """Under FSDP2, the root unit's weights (embeddings, final norm, LM head) gathered on every rank, so the models
-    can run outside a training step (generation: every rank must run each forward, the layers gathering their own);
-    yields whether it did. A no-op elsewhere."""
-    if not isinstance(trainer.strategy, FSDP2Strategy) or not isinstance(trainer.strategy.model, FSDPModule):
-        yield False
-        return
+    """Under FSDP2 or FSDP, the root unit's weights (embeddings, final norm, LM head) gathered on every rank, so the
+    models can run outside a training step (generation: every rank must run each forward, the layers gathering
+    their own); yields whether it did. A no-op elsewhere."""
     root = trainer.strategy.model
-    root.unshard()
-    try:
-        yield True
-    finally:
-        root.reshard()
+    if isinstance(trainer.strategy, FSDP2Strategy) and isinstance(root, FSDPModule):
+        root.unshard()
+        try:
+            yield True
+        finally:
+            root.reshard()
+    elif isinstance(trainer.strategy, FSDPStrategy) and isinstance(root, FSDP):
+        with FSDP.summon_full_params(root, writeback=False, recurse=False):  # the root's flat weights alone
+            yield True
+    else:
+        yield False
 
 
 def full_policy_state_dict(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any] | None:

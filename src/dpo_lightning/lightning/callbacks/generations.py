@@ -27,7 +27,7 @@ class SampleGenerations(Callback):
         self.validations += 1
         if (self.validations - 1) % self.every_n:
             return
-        with gathered_root(trainer) as sharded:  # FSDP2: every rank generates, in lockstep; rank 0 writes
+        with gathered_root(trainer) as sharded:  # FSDP2, FSDP: every rank generates, in lockstep; rank 0 writes
             if trainer.is_global_zero or sharded:
                 self._sample(trainer, pl_module, sharded)
 
