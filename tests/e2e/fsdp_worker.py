@@ -191,6 +191,7 @@ def generation(rank: int, model, reference, ids, out: str) -> None:
         return [generate(m, tokenizer, prompts, **kw).texts for m in (policy, ref)]
 
     expected = answers(copy.deepcopy(model), copy.deepcopy(reference), False)
+    pristine = copy.deepcopy(model), copy.deepcopy(reference)  # for the bf16 run below, before sharding
     module = DPOModule(model, DPOLoss(0.1), optimizer=torch.optim.AdamW, reference=reference, compute_kl=False)
     strategy = LinkSafeFSDPStrategy()
     strategy.model = sharded(module)
@@ -204,6 +205,17 @@ def generation(rank: int, model, reference, ids, out: str) -> None:
     with gathered_root(SimpleNamespace(strategy=strategy)) as gathered, module.reference.run() as ref:
         result["gathered"] = gathered
         result["same"] = answers(module.policy, ref, gathered) == expected
+    # trainer.precision=bf16-mixed: the layers gather their weights in bf16 and take the root's fp32 embeddings
+    # uncast; outside autocast the first layer fails ("expected ... same dtype")
+    from torch.distributed.fsdp import MixedPrecision
+
+    mixed = DPOModule(pristine[0], DPOLoss(0.1), optimizer=torch.optim.AdamW, reference=pristine[1], compute_kl=False)
+    strategy.model = sharded(mixed, MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))
+    try:
+        with gathered_root(SimpleNamespace(strategy=strategy)), mixed.reference.run() as ref:
+            result["bf16"] = answers(mixed.policy, ref, True)
+    except RuntimeError as error:
+        result["bf16"] = str(error)[:200]
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     finish()
 

@@ -101,3 +101,5 @@ def test_sample_generations_under_fsdp_run_on_every_rank_with_the_root_gathered(
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in ranks:
         assert r["ungathered"] != "ran" and r["gathered"] is True and r["same"] is True, r
+        assert isinstance(r["bf16"], list), r["bf16"]  # under bf16 mixed precision too (autocast at its dtype)
+    assert ranks[0]["bf16"] == ranks[1]["bf16"]  # in lockstep: the same greedy answers on both ranks

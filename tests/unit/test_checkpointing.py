@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 from collections import namedtuple
 
 import pytest
@@ -35,6 +36,31 @@ def test_truncated_and_garbage_checkpoints_are_recognised(tmp_path):
     assert "not a readable checkpoint" in checkpoint_problem(path)
     (tmp_path / "sharded.ckpt").mkdir()
     assert checkpoint_problem(tmp_path / "sharded.ckpt") == "an empty checkpoint directory"
+
+
+def test_a_sharded_checkpoint_cut_off_mid_save_is_skipped_for_the_previous_whole_one(tmp_path, caplog):
+    """trainer=fsdp's sharded save (Lightning's FSDPStrategy, one process): a whole one resumes; with its last files
+    missing (a kill mid-save, after the `last.ckpt` link was replaced) resume=true takes the newest whole one."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    strategy = FSDPStrategy(state_dict_type="sharded")
+    for step in (2, 3):
+        state = {"state_dict": {"w": torch.full((2,), float(step))}, "optimizer_states": [], "global_step": step}
+        strategy.save_checkpoint(state, tmp_path / f"step{step}.ckpt")
+        os.utime(tmp_path / f"step{step}.ckpt", (step, step))
+    assert checkpoint_problem(tmp_path / "step3.ckpt") is None
+    shutil.copytree(tmp_path / "step3.ckpt", tmp_path / "last.ckpt")
+    assert resumable_checkpoint(tmp_path) == str(tmp_path / "last.ckpt")
+    for cut in ("meta.pt", ".metadata"):  # the two files a sharded save writes last
+        (tmp_path / "last.ckpt" / cut).unlink()
+        with caplog.at_level(logging.WARNING):
+            assert resumable_checkpoint(tmp_path) == str(tmp_path / "step3.ckpt")
+        assert "incomplete sharded checkpoint" in caplog.text and cut in checkpoint_problem(tmp_path / "last.ckpt")
+    (tmp_path / "ds.ckpt" / "checkpoint").mkdir(parents=True)  # DeepSpeed's layout, before its `latest` is written
+    (tmp_path / "ds.ckpt" / "checkpoint" / "mp_rank_00_model_states.pt").write_bytes(b"x")
+    assert "no latest" in checkpoint_problem(tmp_path / "ds.ckpt")
+    (tmp_path / "ds.ckpt" / "latest").write_text("checkpoint")
+    assert checkpoint_problem(tmp_path / "ds.ckpt") is None
 
 
 def test_resume_falls_back_to_the_next_newest_whole_checkpoint(tmp_path, caplog):

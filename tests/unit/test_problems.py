@@ -130,6 +130,9 @@ def test_accuracy_by_kind_of_problem_counts_each_arms_right_answers(tmp_path, ca
     assert operations("She has 48/2 = <<48/2=24>>24. In all 48+24 = <<48+24=72>>72.\n#### 72") == "÷,+"
     assert operations("6 x 4 = 24. The answer is 24.") == "×" and operations("#### -3") == "none"
     assert operations("8 − 3 = 5. The answer is 5 - 1 = 4.") == "-"  # the text after "The answer is" is not working
+    assert operations("2 + 3 + 4 = 9. The answer is 9.") == "+,+"  # a chain: each operation counted
+    assert operations("<<2*3*4=24>> <<(5+3)*2=16>> <<20*.01=.2>>\n#### 1") == "×,×,+,×,×"
+    assert operations("It takes 3-4 hours, so 4 - 1 = 3. The answer is 3.") == "-"  # a range is not a subtraction
     problems = [("a", "3 + 4 = 7. The answer is 7."), ("b", "9 - 2 = 7. The answer is 7."),
                 ("c", "2 × 3 = 6. 6 + 1 = 7. The answer is 7."), ("d", "5 + 1 = 6. The answer is 6.")]  # fmt: skip
     arms = {"one": [(True, True), (False, True), (False, False), (True, False)],  # (base right, trained right)

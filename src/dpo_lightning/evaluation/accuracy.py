@@ -135,7 +135,8 @@ def compare_runs(first: Path, second: Path, confidence: float = 0.95) -> dict[st
 
 
 # an operation between two numbers in a reference's working: "2 × 9 = 18", GSM8K's "<<48/2=24>>"
-OPERATION = re.compile(r"\d\s*([-+−×xX*÷/])\s*\(?\d")
+# (the right operand only looked at, so "2 + 3 + 4" is two; a range such as "3-4 hours" outside GSM8K's steps is not)
+OPERATION = re.compile(r"[\d)]\s*([-+−×xX*÷/])\s*(?=\(?[\d.])")
 SYMBOLS = {"−": "-", "x": "×", "X": "×", "*": "×", "/": "÷"}
 
 
@@ -143,7 +144,8 @@ def operations(reference: str) -> str:
     """A problem's kind: the operations of its reference answer's working, in order ("×,-" for "2 × 9 = 18.
     18 - 15 = 3. The answer is 3."; "÷,+" for GSM8K's "<<48/2=24>> ... <<48+24=72>>"), "none" without working."""
     working = re.split(r"####|[Tt]he answer is", str(reference))[0]
-    working = " ".join(re.findall(r"<<([^>]*)>>", working)) or working  # GSM8K: its calculator's steps, once each
+    steps = " ".join(re.findall(r"<<([^>]*)>>", working))  # GSM8K: its calculator's steps, once each
+    working = steps or re.sub(r"(\d)-(?=\d)", r"\1 to ", working)
     found = [SYMBOLS.get(op, op) for op in OPERATION.findall(working)]
     return ",".join(found) or "none"
 

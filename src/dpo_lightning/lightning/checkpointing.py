@@ -77,9 +77,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def checkpoint_problem(path: Path) -> str | None:
     """Why `path` cannot be resumed from, or None when it looks whole. A checkpoint file is a zip archive: its
     central directory (at the end) must be readable and every member must lie inside the file, which catches a
-    truncated or cut-short copy without reading the whole file. A sharded checkpoint (a directory) must not be empty."""
+    truncated or cut-short copy without reading the whole file. A sharded checkpoint (a directory) must hold the file
+    its save writes last (`sharded_checkpoint_problem`)."""
     if path.is_dir():
-        return None if any(path.iterdir()) else "an empty checkpoint directory"
+        return sharded_checkpoint_problem(path)
     try:
         size = path.stat().st_size
         with zipfile.ZipFile(path) as archive:
@@ -89,6 +90,21 @@ def checkpoint_problem(path: Path) -> str | None:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         return f"not a readable checkpoint: {error}"
     return None
+
+
+def sharded_checkpoint_problem(path: Path) -> str | None:
+    """A checkpoint folder cut off mid-save lacks what its save writes last: DeepSpeed's `latest` tag file, or for
+    trainer=fsdp and fsdp2 (torch.distributed.checkpoint) the `.metadata` index, written once every rank's shard
+    is, and Lightning's `meta.pt` (the trainer's state, written after it)."""
+    names = {p.name for p in path.iterdir()}
+    if not names:
+        return "an empty checkpoint directory"
+    if (path / "checkpoint").is_dir():  # DeepSpeed's layout (Lightning saves under the tag "checkpoint")
+        return None if "latest" in names else "an incomplete DeepSpeed checkpoint (no latest: cut off mid-save)"
+    missing = [name for name in (".metadata", "meta.pt") if name not in names]
+    if missing:
+        return f"an incomplete sharded checkpoint (no {' or '.join(missing)}: cut off mid-save)"
+    return checkpoint_problem(path / "meta.pt")
 
 
 def resumable_checkpoint(checkpoints: Path) -> str | None:

@@ -10,7 +10,7 @@ sharding alone: the `fully_shard` settings from `trainer=fsdp2`'s yaml, applied 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,8 +119,8 @@ def sharded_root(trainer: Trainer) -> nn.Module | None:
 @contextmanager
 def gathered_root(trainer: Trainer) -> Iterator[bool]:
     """Under FSDP2 or FSDP, the root unit's weights (embeddings, final norm, LM head) gathered on every rank, so the
-    models can run outside a training step (generation: every rank must run each forward, the layers gathering
-    their own); yields whether it did. A no-op elsewhere."""
+    models can run outside a training step, at the strategy's precision (generation: every rank must run each
+    forward, the layers gathering their own); yields whether it did. A no-op elsewhere."""
     root = trainer.strategy.model
     if isinstance(trainer.strategy, FSDP2Strategy) and isinstance(root, FSDPModule):
         root.unshard()
@@ -129,7 +129,12 @@ def gathered_root(trainer: Trainer) -> Iterator[bool]:
         finally:
             root.reshard()
     elif isinstance(trainer.strategy, FSDPStrategy) and isinstance(root, FSDP):
-        with FSDP.summon_full_params(root, writeback=False, recurse=False):  # the root's flat weights alone
+        # The root's flat weights alone, gathered in full precision. Under mixed precision the layers gather theirs
+        # in param_dtype and take their inputs uncast (a training step runs under the precision plugin's autocast):
+        # the pass runs under autocast at that dtype too.
+        low = root.mixed_precision.param_dtype
+        cast = torch.autocast(root.compute_device.type, low) if low not in (None, torch.float32) else nullcontext()
+        with FSDP.summon_full_params(root, writeback=False, recurse=False), cast:
             yield True
     else:
         yield False
