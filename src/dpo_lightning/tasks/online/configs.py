@@ -29,7 +29,7 @@ def round_train_config(run: DictConfig, out: Path, r: int, rdir: Path) -> DictCo
         "format": {"_target_": "dpo_lightning.data.PreferenceFormat"},
         "path": str(rdir / "pairs.jsonl"),
         "val_path": str(out / "val.jsonl"),
-        "chat_template": bool(run.data.get("chat_template", False)),
+        "chat_template": run.data.get("chat_template", False),  # true, false or auto: decided as the run's was
         **{k: run.data[k] for k in ROUND_DATA_KEYS if k in run.data},
         "report_path": str(rdir / "train" / "data_report.json"),
     }
@@ -43,6 +43,10 @@ def round_train_config(run: DictConfig, out: Path, r: int, rdir: Path) -> DictCo
             "paths": {"output_dir": str(rdir / "train")},
             "resume": (rdir / "train" / "checkpoints").is_dir(),
             "hub": {"repo_id": None},
+            # the next round starts from this one's final/: with LoRA, the merged copy
+            "callbacks": {"export_final": {"merge_adapter": True}}
+            if (run.get("callbacks") or {}).get("export_final")
+            else {},
         },
         starts,
     )

@@ -15,8 +15,11 @@ One round r, in `<run>/round_<r>/`:
    from the previous round's policy; the reference is the initial policy or the previous round's
    (`online.reference=initial|previous`);
 5. **evaluate**: the full evaluation of `train/` against base (the initial policy, or `online.eval.base_model`) on
-   the held-out pairs, judged by `eval_judge` (keep it one the loop does not train on) -> `eval/`, and one row of
-   `rounds.{csv,md,png}`.
+   the held-out pairs, judged by `eval_judge` (keep it one the loop does not train on; unset, judge=auto, or on
+   problems with answers the loop's own judge: `judging.py`) -> `eval/`, and one row of `rounds.{csv,md,png}`.
+
+Both judges are settled before anything loads (`settle_judges`): one that cannot serve the run (judge=auto on
+problems) stops it in one line naming the option and what to set.
 
 Resumable at round and step granularity: every phase's output is written as it goes (sampling and scoring chunk by
 chunk, training with its checkpoints) and skipped once complete. SIGTERM, SIGUSR1 or SIGUSR2 stop the run after the
@@ -49,6 +52,7 @@ from ..evaluate import evaluate
 from ..judges import resolve_judge
 from ..train import save_config, train
 from .configs import previous_policy, round_eval_config, round_train_config
+from .judging import EVALUATOR, SCORER, settle_judges
 from .pairs import PairRule, Sampling, build_pairs, read_lines, sample_answers, score_answers
 from .samplers import HFSampler, VLLMSampler, chosen_backend, save_policy
 from .stopper import Stopper
@@ -59,6 +63,7 @@ log = logging.getLogger(__name__)
 
 def train_online(cfg: DictConfig) -> dict[str, float]:
     """Run every round (or the rounds still missing, with `resume=true`); returns the last round's evaluation."""
+    settle_judges(cfg)  # the evaluation's judge where unset; a judge that cannot serve is refused, in one line
     out = Path(cfg.paths.output_dir)
     if (out / "round_0").exists() and not cfg.get("resume"):
         raise FileExistsError(f"{out} already holds rounds: pass resume=true to continue them (or a new directory)")
@@ -123,10 +128,8 @@ class Loop:
         """The judge that scores the samples (`judge=`) and the one that judges every round's evaluation
         (`judge@eval_judge=`), each resolved once against the run's own config (judge=auto is trained once, or read
         from the cache): the evaluation judge is then a fixed config for every round."""
-        scorer = resolve_judge(self.cfg.get("judge"), self.cfg)
-        if scorer is None:
-            raise ValueError("the online loop needs a judge to score its samples: judge=auto, reward, llm or function")
-        evaluator = resolve_judge(self.cfg.get("eval_judge"), self.cfg)
+        scorer = resolve_judge(self.cfg.judge, self.cfg, SCORER)
+        evaluator = resolve_judge(self.cfg.get("eval_judge"), self.cfg, EVALUATOR)
         self.eval_judge = evaluator.config if evaluator is not None else None
         return instantiate(scorer.config)(device=self.device, batch_size=self.sampling.batch_size)
 
@@ -199,8 +202,10 @@ class Loop:
         pairs = build_pairs(samples, scores, self.rule, report, seed=self.seed(r))
         (rdir / "pairs_report.json").write_text(json.dumps(report, indent=2) + "\n")
         log.info("round %d: %s", r, json.dumps(report))
-        if not pairs:
-            raise ValueError(f"round {r}: every prompt's answers tied under the judge: no pair to train on")
+        if not pairs:  # e.g. a model that answers no problem right (model=tiny: random weights) under exact_match
+            tied = ", ".join(f"{n} prompts {why}" for why, n in report.get("no_pair", {}).items())
+            raise ValueError(f"round {r}: no pair to train on, every prompt's answers tied under the judge ({tied}); "
+                             "online.pairs.data_chosen=true ranks the data's chosen answer with them")  # fmt: skip
         return pairs
 
     def data_columns(self, prompt: Any) -> dict[str, Any]:

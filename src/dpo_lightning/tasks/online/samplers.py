@@ -64,6 +64,7 @@ class HFSampler:
             seed=seed,
             batch_size=len(rows),
             device=self.device,
+            progress=f"sampling {k} answers a prompt",
         ).texts
         return [texts[i * k : (i + 1) * k] for i in range(len(prompt_ids))]
 
