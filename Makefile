@@ -1,6 +1,6 @@
-# Two commands: `make train` (install, train the main job on the embedded model and the built-in set: SFT on the
-# chosen answers, then DPO from the SFT model; then compare the result with the pretrained model, judged by a reward
-# model trained once on the built-in judge split and cached)
+# Two commands: `make train` (install, then `python train.py`: the main job on the embedded model and the built-in
+# set, SFT on the chosen answers into <run>/sft, then DPO from the SFT model; then compare the result with the
+# pretrained model, judged by a reward model trained once on the built-in judge split and cached)
 # and `make test` (install, then the tests).
 # Both are idempotent: the virtual environment is built once and rebuilt only when requirements change.
 PYTHON ?= python3
@@ -10,7 +10,6 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 # `make test`'s processes (pytest-xdist, each test file in one): most tests keep only one core busy
 TEST_WORKERS ?= 2
-SFT_ARGS ?=
 EVAL_ARGS ?=
 # The main job's run directory (one per `make train`).
 RUN_DIR := outputs/main/$(shell date +%Y-%m-%d_%H-%M-%S)
@@ -28,8 +27,7 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 train: install
-	$(BIN)/python train.py experiment=main_sft hydra.run.dir=$(RUN_DIR)/sft $(SFT_ARGS)
-	$(BIN)/python train.py experiment=main model.init_from=$(RUN_DIR)/sft hydra.run.dir=$(RUN_DIR) $(ARGS)
+	$(BIN)/python train.py hydra.run.dir=$(RUN_DIR) $(ARGS)
 	$(BIN)/python evaluate.py run_dir=$(RUN_DIR) base_model=pretrained judge=auto generation.num_prompts=50 \
 		generation.max_new_tokens=64 $(EVAL_ARGS)
 

@@ -14,13 +14,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_main_job_trains_and_evaluates_as_the_readme_says(tmp_path):
-    """`make train`: `experiment=main_sft` (SFT on the chosen answers), then `experiment=main` from it (LoRA DPO with
-    RPO's NLL term), then evaluate.py against the pretrained model with `judge=auto` (a reward model of the disjoint
+    """`make train`: `python train.py` (its SFT stage on the chosen answers into <run>/sft, then LoRA DPO with RPO's
+    NLL term from it), then evaluate.py against the pretrained model with `judge=auto` (a reward model of the disjoint
     judge split and its derived negatives, cached), as the Makefile runs them; the README's figures
     (docs/main_job.md) against the issue's targets."""
     run = tmp_path / "main"
-    run_script("train.py", "experiment=main_sft", f"hydra.run.dir={run / 'sft'}", timeout=1800)
-    run_script("train.py", "experiment=main", f"model.init_from={run / 'sft'}", f"hydra.run.dir={run}", timeout=1800)
+    proc = run_script("train.py", f"hydra.run.dir={run}", timeout=3600)
+    assert "2. this run" in proc.stdout and "rpo_light" in (run / "plan.txt").read_text()  # the plan, said first
+    assert not (run / "sft" / "checkpoints").exists() and (run / "sft" / "final").is_dir()  # the stage cleaned
     metrics = check_run_outputs(run)
     assert metrics["val/rewards/accuracies"] >= 0.95  # README: 1.00 on the 50 held-out pairs
     evaluate = ["base_model=pretrained", "judge=auto", "generation.num_prompts=50", "generation.max_new_tokens=64"]
@@ -41,26 +42,6 @@ def test_the_main_job_trains_and_evaluates_as_the_readme_says(tmp_path):
     assert report["judge"]["accuracy_on_pairs"]["value"] >= 0.9
     assert not any("own homework" in w for w in report["warnings"])  # the judge never saw the training pairs
     assert 0 < report["kl"]["kl_per_token"] < 2
-
-
-def test_the_default_command_trains_both_stages_without_a_warning_of_collapse(tmp_path):
-    """`python train.py` alone: full SFT, then LoRA DPO with RPO's NLL term (alpha 0.2) from it; evaluated against the
-    pretrained model as the main job is, its report raises no displacement, collapse, stock-phrase or diversity
-    warning and the disjoint judge prefers it to base (docs/main_job.md: 0.70 [0.56, 0.81])."""
-    run = tmp_path / "default"
-    run_script("train.py", f"hydra.run.dir={run}", timeout=3600)
-    check_run_outputs(run)
-    evaluate = ["base_model=pretrained", "judge=auto", "generation.num_prompts=50", "generation.max_new_tokens=64"]
-    run_script("evaluate.py", f"run_dir={run}", *evaluate, timeout=3600)
-    report = json.loads((run / "eval" / "metrics.json").read_text())
-    rows = {r["key"]: r for r in report["summary"]}
-    base, dpo = ({k: r[side]["value"] for k, r in rows.items() if r[side]} for side in ("base", "dpo"))
-    assert dpo["logp_per_token_chosen"] >= base["logp_per_token_chosen"]  # no displacement
-    assert dpo["opening_share"] <= 0.2 and dpo["phrase_share"] <= 0.3  # the warnings' limits (conf/eval.yaml)
-    assert dpo["distinct_2"] >= 0.95 * base["distinct_2"] and dpo["repetition"] <= base["repetition"] + 0.05
-    assert rows["judge_win_rate_greedy"]["dpo"]["value"] >= 0.6
-    for warning in ("Stock phrase", "Less diverse", "Loops", "Likelihood displacement", "Collapse"):
-        assert not any(w.startswith(warning) for w in report["warnings"]), (warning, report["warnings"])
 
 
 @requires_hh

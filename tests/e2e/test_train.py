@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import HH_TEST, ROOT, SMOKE, check_run_outputs, compose, requires_hh, run_script
+from conftest import HH_TEST, SMOKE, check_run_outputs, compose, requires_hh, run_script
 
 
 def csv_rows(run: Path) -> list[dict[str, str]]:
@@ -39,6 +39,13 @@ def test_train_tiny_end_to_end(tmp_path):
         "policy",
         "reference",
     }  # one validation, 4 prompts
+    # the random-init tiny model answers every prompt with one word repeated: the run says so, naming the step,
+    # in its last lines, and in metrics.json
+    assert len({s["policy"] for s in samples}) == 1 and len(set(samples[0]["policy"].split())) == 1
+    assert metrics["val/samples/degenerate"] == 1.0
+    log = (run / "train.log").read_text().splitlines()
+    assert any("WARNING] - step 2: the policy's sample answers look broken, 4 of 4 degenerate" in line for line in log)
+    assert any("training ended with broken sample answers: at step 2" in line for line in log[-5:])
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,7 +59,8 @@ def test_train_tiny_end_to_end(tmp_path):
 
 def test_train_with_lora_exports_adapter_and_merged_model(tmp_path):
     run = tmp_path / "run"
-    run_script("train.py", *SMOKE, "peft=lora", "peft.r=2", "trainer.max_steps=2", f"hydra.run.dir={run}")
+    merged = "callbacks.export_final.merge_adapter=true"  # asked for: by default only the adapter is kept
+    run_script("train.py", *SMOKE, "peft=lora", "peft.r=2", "trainer.max_steps=2", merged, f"hydra.run.dir={run}")
     check_run_outputs(run)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -92,30 +100,35 @@ def test_train_on_hh_local_file(tmp_path):
     check_run_outputs(run)
 
 
-def test_multirun_over_beta(tmp_path):
+def test_multirun_over_beta_shares_one_sft_stage(tmp_path):
+    """A sweep over the DPO stage's beta: one job per value (their summary beside them: test_sweeps.py), and the SFT
+    stage every job shares trained once, under the sweep's stages/, each job's DPO starting from it."""
     sweep = tmp_path / "sweep"
-    run_script("train.py", "-m", *SMOKE, "trainer.max_steps=2", "loss.beta=0.05,0.5", f"hydra.sweep.dir={sweep}")
+    proc = run_script(
+        "train.py",
+        "-m",
+        *SMOKE,
+        "before={sft:['stage=sft']}",
+        "trainer.max_steps=2",
+        "loss.beta=0.05,0.5",
+        f"hydra.sweep.dir={sweep}",
+    )
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert [p.name for p in jobs] == ["0", "1"]
-    betas = [yaml.safe_load((p / "config.yaml").read_text())["loss"]["beta"] for p in jobs]
-    assert betas == [0.05, 0.5]
+    configs = [yaml.safe_load((p / "config.yaml").read_text()) for p in jobs]
+    assert [c["loss"]["beta"] for c in configs] == [0.05, 0.5]
+    stages = list((sweep / "stages").iterdir())
+    assert [p.name.split("-")[0] for p in stages if p.is_dir()] == ["sft"]
+    stage = next(p for p in stages if p.is_dir())
+    assert all(c["model"]["init_from"] == str(stage) for c in configs)
+    sft = yaml.safe_load((stage / "config.yaml").read_text())
+    assert sft["loss"]["_target_"].endswith("SFTLoss") and sft["loss"]["beta"] == 1.0  # not the jobs' beta
+    log = proc.stdout + proc.stderr
+    assert log.count("stage sft: training in") == 1 and log.count("stage sft: finished") == 1
     for job in jobs:
         check_run_outputs(job)
-
-    # the summarizer reads every job and writes a table and a plot
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("summarize", ROOT / "sweeps" / "summarize.py")
-    summarize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarize)
-    paths = summarize.main([str(sweep)])
-    assert {p.suffix for p in paths} == {".csv", ".md", ".png"}
-    rows = list(csv.DictReader(open(sweep / "summary.csv")))
-    assert [float(r["loss.beta"]) for r in rows] == [0.05, 0.5]
-    for row, job in zip(rows, jobs):
-        expected = json.loads((job / "metrics.json").read_text())["val/rewards/accuracies"]
-        assert float(row["val/rewards/accuracies"]) == pytest.approx(expected)
-    assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"1. sft -> {stage}" in (job / "plan.txt").read_text()
+    assert (sweep / "summary.csv").is_file()
 
 
 def test_hydra_main_returns_the_optimized_metric(tmp_path):
@@ -154,11 +167,14 @@ def test_train_embedded_smollm2_for_two_steps(tmp_path):
     assert config["model"]["init_from"] == str(run / "sft") and (run / "sft" / "final" / "config.json").is_file()
     sft = yaml.safe_load((run / "sft" / "config.yaml").read_text())
     assert sft["optimizer"]["lr"] == 5e-5 and not sft["peft"]  # the recipe's SFT lr, every weight
-    assert config["loss"]["alpha"] == 0.2 and config["optimizer"]["lr"] == 5e-4  # RPO, the recipe's LoRA lr
-    assert (run / "final" / "adapter_config.json").is_file()  # the adapter, and beside it a merged copy
+    assert config["loss"]["alpha"] == 0.1 and config["optimizer"]["lr"] == 5e-4  # RPO (the main job's), LoRA's lr
+    assert (run / "final" / "adapter_config.json").is_file() and not (run / "final" / "merged").exists()
+    assert not (run / "sft" / "checkpoints").exists()  # the finished stage keeps final/ only
+    plan = (run / "plan.txt").read_text()  # said before anything loaded
+    assert "1. sft -> " in plan and "loss=rpo_light, RPOLoss: beta 0.1, alpha 0.1" in plan and "experiment=trl" in plan
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(run / "final" / "merged")
+    config = AutoConfig.from_pretrained(run / "sft" / "final")
     assert config.model_type == "llama" and config.num_hidden_layers == 30
     assert getattr(config, "quantization_config", None) is None
     assert metrics["train/loss"] > 0

@@ -95,7 +95,10 @@ def test_model_hub_ids():
 @pytest.mark.parametrize("name", options("data"))
 def test_data_options(name, tokenizer, tmp_path):
     (tmp_path / "p.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
-    extra = [f"data.path={tmp_path / 'p.jsonl'}"] if name in ("jsonl", "preference") else []
+    (tmp_path / "problems.jsonl").write_text('{"prompt": "2 + 2?", "answer": "4"}\n')
+    (tmp_path / "unpaired.jsonl").write_text('{"prompt": "p", "completion": "a", "label": true}\n')
+    files = {"jsonl": "p.jsonl", "preference": "p.jsonl", "problems": "problems.jsonl", "unpaired": "unpaired.jsonl"}
+    extra = [f"data.path={tmp_path / files[name]}"] if name in files else []  # the options that need a file
     dm = instantiate(compose(f"data={name}", *extra).data, tokenizer=tokenizer)
     assert dm.batch_size > 0 and dm.pair_tokenizer.max_length > dm.pair_tokenizer.max_prompt_length
 
@@ -157,7 +160,8 @@ def test_other_group_options(group, tmp_path):
             assert node.output_dir == str(tmp_path)
 
 
-def test_the_reward_config_composes_train_yaml_with_a_reward_module():
+def test_the_reward_config_composes_train_yaml_with_a_reward_module(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no Hub here: the reachability probe is skipped offline
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -219,7 +223,8 @@ def test_bad_config_is_refused_before_loading_anything(override, key):
         validate_config(compose(override))
 
 
-def test_bad_config_messages_name_the_allowed_range():
+def test_bad_config_messages_name_the_allowed_range(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no Hub here: the reachability probe is skipped offline
     with pytest.raises(ConfigError, match=r"loss\.beta must be > 0, got -1"):
         validate_config(compose("loss.beta=-1"))
     with pytest.raises(ConfigError, match=r"must be in \[0, 0\.5\)"):

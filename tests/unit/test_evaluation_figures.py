@@ -179,6 +179,23 @@ def test_a_collapsed_set_of_answers_trips_the_warnings():
     assert healthy.warnings() == []
 
 
+def test_empty_and_looping_answers_are_counted_and_warned_of():
+    varied = [
+        "The wall is hard to see from orbit.",
+        "Call emergency services right away.",
+        "Tell your boss the truth today.",
+        "Mars has two small moons.",
+        "Rest, fluids, and see a doctor if it gets worse.",
+        "A Roth IRA is taxed now, not later.",
+    ]
+    broken = ["", "\u2695" * 40, "", "no no no no no no no no no no no no"]
+    result = collapsed_result(broken + varied[:2], varied)
+    row = next(r for r in result.rows() if r.key == "degenerate")
+    assert row.base["value"] == 0.0
+    torch.testing.assert_close(row.dpo["value"], 4 / 6)  # four of the six DPO answers are broken
+    assert "Broken answers: 67% of DPO's answers" in " ".join(result.warnings())
+
+
 def test_a_self_trained_or_weak_judge_is_flagged():
     result = collapsed_result(["a b c"] * 12, ["a b c"] * 12)
     w = {"wins": 6, "ties": 0, "losses": 6, "win_rate": 0.5, "ci_low": 0.25, "ci_high": 0.75}

@@ -80,13 +80,14 @@ def test_a_learning_rate_far_from_the_recipe_is_warned_before_anything_loads(cap
 
 
 def test_the_default_is_the_embedded_models_measured_pipeline_and_other_models_train_full_dpo():
-    """`python train.py`: full SFT (the default `before`), then LoRA DPO with RPO's NLL term at alpha 0.2 (the embedded
-    model's measured DPO stage, docs/main_job.md); every other loaded model option stays full DPO, and the SFT stage,
-    the reward model and the full-fine-tuning experiments keep every weight trainable unless peft= is given."""
+    """`python train.py`: full SFT (the default `before`), then LoRA DPO with RPO's NLL term at alpha 0.1
+    (`loss=rpo_light`, the main job's DPO stage, docs/main_job.md); every other loaded model option stays full DPO,
+    and the SFT stage, the reward model and the full-fine-tuning experiments keep every weight trainable unless
+    peft= is given."""
     dpo, sft = resolved(), resolved("stage=sft")
     assert dpo.before == {"sft": ["stage=sft"]}
     assert dpo.peft._target_.endswith("wrap_lora") and dpo.optimizer.lr == 5e-4  # model.recipe.lora_lr
-    assert dpo.loss._target_.endswith("RPOLoss") and (dpo.loss.alpha, dpo.loss.beta) == (0.2, 0.1)
+    assert dpo.loss._target_.endswith("RPOLoss") and (dpo.loss.alpha, dpo.loss.beta) == (0.1, 0.1)
     assert not sft.peft and sft.loss._target_.endswith("SFTLoss") and sft.optimizer.lr == 5e-5  # full SFT
     assert resolved("stage=sft", "peft=lora").peft  # the command line's adapter reaches the SFT stage too
     full = resolved("peft=none", "loss=dpo")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import torch
 from omegaconf import DictConfig
 
+from .recipes import GPU, this_gpu
 from .validation import ConfigError
 
 log = logging.getLogger(__name__)
@@ -148,43 +149,69 @@ def setup_of(cfg: DictConfig) -> Setup | None:
     )
 
 
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What the planner makes of a run on one GPU: `path` is `fits`, `low_memory` (module.precompute_ref and
+    module.activation_checkpointing turned on) or `too_big` (an error saying what to add)."""
+
+    path: str
+    message: str
+
+
+def memory_plan(cfg: DictConfig, gpu: GPU) -> MemoryPlan | None:
+    """The estimate of `cfg` against one `gpu` (None: no recipe to estimate from, or a sharded or multi-device
+    strategy, which splits it and is not estimated here)."""
+    setup = setup_of(cfg)
+    if setup is None:
+        return None
+    strategy = cfg.trainer.get("strategy")
+    if strategy not in (None, "auto") or cfg.trainer.get("devices", 1) not in (1, "1"):
+        return None
+    budget = gpu.memory_gib * GiB * HEADROOM
+    full = estimate(setup)
+    where = f"{gpu.name} ({gpu.memory_gib:.0f} GiB)"
+    if full.total <= budget:
+        return MemoryPlan("fits", f"memory: about {full.describe()} on one {where}: fits")
+    low = estimate(replace(setup, precompute=True, checkpointing=True))
+    if not setup.adapter_rank and low.total <= budget:
+        return MemoryPlan(
+            "low_memory",
+            f"memory: full DPO as configured needs about {full.describe()}, more than one {where} holds: "
+            f"taking the low-memory path (module.precompute_ref=true module.activation_checkpointing=true, "
+            f"as experiment=low_memory): about {low.describe()}",
+        )
+    if setup.adapter_rank and setup.weight_bytes > NF4_BYTES:  # LoRA already: the base in 4 bits
+        smaller, add = replace(setup, weight_bytes=NF4_BYTES, checkpointing=True), "peft=qlora"
+    else:
+        smaller = replace(
+            setup, adapter_rank=16, live_reference=False, checkpointing=True, weight_bytes=min(setup.weight_bytes, 2)
+        )
+        add = "peft=lora"
+    shards = math.ceil(low.total / budget)
+    return MemoryPlan(
+        "too_big",
+        f"this run needs about {full.describe()}, and {low.total / GiB:.1f} GiB even on the low-memory path "
+        f"(experiment=low_memory); one {where} holds {budget / GiB:.0f} GiB of it. Add {add} (about "
+        f"{estimate(smaller).total / GiB:.1f} GiB) or shard it: trainer=fsdp trainer.devices={shards} or more GPUs",
+    )
+
+
 def plan_memory(cfg: DictConfig) -> str | None:
     """On one visible GPU: the estimate against its memory. A run that does not fit takes the low-memory path
     (`module.precompute_ref` and `module.activation_checkpointing`, set in `cfg`) where that fits, and stops with
     the numbers and what to add (`peft=lora`, `trainer=fsdp`) where nothing does. Returns what it logged."""
-    setup = setup_of(cfg)
-    if setup is None or str(cfg.trainer.get("accelerator")) != "gpu" or not torch.cuda.is_available():
+    gpu = this_gpu()
+    if gpu is None or str(cfg.trainer.get("accelerator")) != "gpu" or not torch.cuda.is_available():
         return None
-    strategy = cfg.trainer.get("strategy")
-    if strategy not in (None, "auto") or cfg.trainer.get("devices", 1) not in (1, "1"):
-        return None  # a sharded or multi-device strategy splits it: not estimated here
-    gpu = torch.cuda.get_device_properties(0)
-    budget = gpu.total_memory * HEADROOM
-    full = estimate(setup)
-    where = f"{gpu.name} ({gpu.total_memory / GiB:.0f} GiB)"
-    if full.total <= budget:
-        message = f"memory: about {full.describe()} on one {where}: fits"
-        log.info(message)
-        return message
-    low = estimate(replace(setup, precompute=True, checkpointing=True))
-    if not setup.adapter_rank and low.total <= budget:
+    plan = memory_plan(cfg, gpu)
+    if plan is None:
+        return None
+    if plan.path == "too_big":
+        raise ConfigError(plan.message)
+    if plan.path == "low_memory":
         cfg.module.precompute_ref = True
         cfg.module.activation_checkpointing = True
-        message = (
-            f"memory: full DPO as configured needs about {full.describe()}, more than one {where} holds: "
-            f"taking the low-memory path (module.precompute_ref=true module.activation_checkpointing=true, "
-            f"as experiment=low_memory): about {low.describe()}"
-        )
-        log.warning(message)
-        return message
-    adapter = estimate(
-        replace(
-            setup, adapter_rank=16, live_reference=False, checkpointing=True, weight_bytes=min(setup.weight_bytes, 2)
-        )
-    )
-    shards = math.ceil(low.total / budget)
-    raise ConfigError(
-        f"this run needs about {full.describe()}, and {low.total / GiB:.1f} GiB even on the low-memory path "
-        f"(experiment=low_memory); one {where} holds {budget / GiB:.0f} GiB of it. Add peft=lora (about "
-        f"{adapter.total / GiB:.1f} GiB) or shard it: trainer=fsdp trainer.devices={shards} or more GPUs"
-    )
+        log.warning(plan.message)
+    else:
+        log.info(plan.message)
+    return plan.message

@@ -20,14 +20,74 @@ the command line as usual, `optimizer.lr=1e-6`):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 
+@dataclass(frozen=True)
+class GPU:
+    """A GPU as the recipes and the memory plan see it."""
+
+    name: str
+    memory_gib: float
+    bf16: bool
+    count: int = 1
+
+    def describe(self) -> str:
+        return f"{self.count} x {self.name} ({self.memory_gib:.0f} GiB{', bf16' if self.bf16 else ', no bf16'})"
+
+
+# The GPUs `plan.gpu=` names (memory as the driver reports it), for a plan made on another machine.
+KNOWN_GPUS = {
+    gpu.name: gpu
+    for gpu in (
+        GPU("H200", 139, True),
+        GPU("H100-80GB", 79, True),
+        GPU("A100-80GB", 79, True),
+        GPU("A100-40GB", 39, True),
+        GPU("L40S", 44, True),
+        GPU("A10G", 22, True),
+        GPU("L4", 22, True),
+        GPU("RTX4090", 24, True),
+        GPU("V100-32GB", 32, False),
+        GPU("T4", 15, False),
+    )
+}
+_assumed: GPU | None = None  # set by `assumed_gpu`: the machine a plan is made for
+
+
+@contextmanager
+def assumed_gpu(gpu: GPU | None) -> Iterator[None]:
+    """Within it, the resolvers and the memory plan see `gpu` instead of this machine (None: this machine)."""
+    global _assumed
+    previous, _assumed = _assumed, gpu if gpu is not None else _assumed
+    try:
+        yield
+    finally:
+        _assumed = previous
+
+
 def cuda_visible() -> bool:
-    return torch.cuda.is_available()
+    return _assumed is not None or torch.cuda.is_available()
+
+
+def bf16_supported() -> bool:
+    return _assumed.bf16 if _assumed is not None else torch.cuda.is_bf16_supported()
+
+
+def this_gpu() -> GPU | None:
+    """The GPU runs are planned for: an assumed one, else the first visible CUDA device, else None."""
+    if _assumed is not None:
+        return _assumed
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return GPU(props.name, props.total_memory / 2**30, torch.cuda.is_bf16_supported(), torch.cuda.device_count())
 
 
 def machine(key: str) -> str:
@@ -62,7 +122,7 @@ def recipe(key: str, *, _root_: DictConfig) -> Any:
         if str(_root_.trainer.accelerator) != "gpu":
             return "32-true"
         wanted = str(r.get("precision", "bf16-mixed"))
-        if wanted.startswith("bf16") and cuda_visible() and not torch.cuda.is_bf16_supported():
+        if wanted.startswith("bf16") and cuda_visible() and not bf16_supported():
             return wanted.replace("bf16", "16")
         return wanted
     if key == "accumulation":
@@ -77,7 +137,8 @@ def processes(trainer: DictConfig) -> int:
     """How many processes train: devices (`auto` or -1: every visible GPU, or one CPU process) x nodes."""
     devices = trainer.get("devices", 1)
     if devices in ("auto", -1, "-1"):
-        devices = torch.cuda.device_count() if str(trainer.get("accelerator")) == "gpu" and cuda_visible() else 1
+        gpu = this_gpu() if str(trainer.get("accelerator")) == "gpu" else None
+        devices = gpu.count if gpu is not None else 1
     elif isinstance(devices, str):
         devices = int(devices) if devices.isdigit() else len(devices.split(","))
     elif not isinstance(devices, int):
@@ -95,13 +156,10 @@ def accumulation(pairs_per_step: int | None, root: DictConfig) -> int:
 
 def visible_gpus() -> str:
     """What this process sees: the CUDA devices (name, memory, bf16), or none."""
-    if not cuda_visible():
-        return "no CUDA device visible"
-    props = torch.cuda.get_device_properties(0)
-    bf16 = ", bf16" if torch.cuda.is_bf16_supported() else ", no bf16"
-    return (
-        f"{torch.cuda.device_count()} CUDA device(s) visible: {props.name}, {props.total_memory / 2**30:.0f} GiB{bf16}"
-    )
+    if _assumed is not None:
+        return f"planned for {_assumed.describe()} (plan.gpu)"
+    gpu = this_gpu()
+    return "no CUDA device visible" if gpu is None else f"CUDA device(s) visible: {gpu.describe()}"
 
 
 def describe_trainer(cfg: DictConfig) -> str:
@@ -121,10 +179,11 @@ def recipe_warnings(cfg: DictConfig) -> list[str]:
     recipe_node = (cfg.get("model") or {}).get("recipe")
     optimizer = cfg.get("optimizer") or {}
     if recipe_node is not None and "lr" in optimizer:
-        key = "lora_lr" if uses_adapter(cfg) else "lr"
+        sft = is_sft(cfg)  # each stage against its own recipe: the SFT stage's rate is not DPO's
+        key = ("sft_" if sft else "") + ("lora_lr" if uses_adapter(cfg) else "lr")
         wanted, given = float(recipe_node[key]), float(optimizer.lr)
         if given > 10 * wanted or given < wanted / 10:
-            kind = "an adapter" if uses_adapter(cfg) else "full fine-tuning"
+            kind = ("SFT " if sft else "DPO ") + ("with an adapter" if uses_adapter(cfg) else "full fine-tuning")
             size = f"{float(recipe_node.parameters) / 1e9:.2g}B" if recipe_node.get("parameters") else "this"
             effect = "a step this large can wreck it in a few steps" if given > wanted else "it will barely move"
             out.append(
@@ -137,6 +196,11 @@ def recipe_warnings(cfg: DictConfig) -> list[str]:
             "trainer=gpu uses the GPU"
         )
     return out
+
+
+def is_sft(cfg: DictConfig) -> bool:
+    """The run is a supervised fine-tuning stage (stage=sft, or loss=sft)."""
+    return str((cfg.get("loss") or {}).get("_target_", "")).endswith("SFTLoss")
 
 
 def register() -> None:

@@ -5,8 +5,13 @@ and the push of a run's `final/` folder with its model card (`hub.repo_id`, off 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,32 @@ def is_hub_id(name: object) -> bool:
     """Whether `name` names a Hub repository: not a local path, and in the Hub's `org/name` (or `name`) form."""
     text = str(name or "")
     return bool(HUB_ID.match(text)) and not looks_local(text)
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def check_hub_reachable(key: str, repo_id: str, kind: str = "model", timeout: float = 5.0) -> None:
+    """One request to the Hub (any answer, 401 or 404 included, means it is reachable) before `repo_id` loads, so a
+    machine without the Hub hears so in seconds, with what to do, instead of after the loader's retries. Skipped
+    with HF_HUB_OFFLINE=1 (the cache alone is read)."""
+    if offline():
+        return
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    url = f"{endpoint}/api/{kind}s/{repo_id}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # the Hub answered
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        cached = "; if it is in the Hugging Face cache already, set HF_HUB_OFFLINE=1 to use that copy"
+        local = "a local folder" if kind == "model" else "a local file or folder"
+        raise UsageError(
+            f"{key}={repo_id}: the Hugging Face Hub ({endpoint}) is not reachable from here ({reason}). Give {local} "
+            f"instead ({key}=/path/to/it){cached}"
+        ) from None
 
 
 def push_to_hub(

@@ -79,10 +79,11 @@ class PreferenceDataModule(LightningDataModule):
         self.packing, self.streaming, self.shuffle_buffer = packing, streaming, shuffle_buffer
         if streaming:
             check_streaming(self.sources, num_workers, max_train_pairs)
-        self.tokenizer = tokenizer
-        self.pair_tokenizer = (
-            PairTokenizer(tokenizer, max_length, max_prompt_length, truncation_mode) if tokenizer else None
-        )
+        self.lengths = (max_length, max_prompt_length, truncation_mode)
+        self.tokenizer, self.pair_tokenizer = None, None
+        if tokenizer is not None:
+            self.use_tokenizer(tokenizer)
+        self._read: tuple[list, list] | None = None  # the pairs read by `read()`, before any tokenizer
         self.report: dict[str, Any] = {}
         self.train_pairs: list[PreferencePair] = []
         self.val_pairs: list[PreferencePair] = []
@@ -102,7 +103,21 @@ class PreferenceDataModule(LightningDataModule):
     def mixed(self) -> bool:
         return len(self.sources) > 1
 
+    def use_tokenizer(self, tokenizer: Any) -> None:
+        """The model's tokenizer (train.py reads the data first, so a bad row fails before the model loads)."""
+        self.tokenizer = tokenizer
+        self.pair_tokenizer = PairTokenizer(tokenizer, *self.lengths)
+
     # -- loading -------------------------------------------------------------------------------------------
+    def read(self) -> None:
+        """Read and check every row now (training rows too, unless streaming), with no tokenizer: a bad row stops
+        the run here, in seconds, naming its file, line and field. `setup` tokenizes what was read."""
+        if self._read is None:
+            self._read = self.load_pairs()
+            train, val = self._read
+            what = "streamed as training goes" if self.streaming else f"{len(train)} training pairs"
+            log.info("data: %s and %d validation pairs read and checked", what, len(val))
+
     def load_pairs(self) -> tuple[list[tuple[PreferencePair, int]], list[tuple[PreferencePair, int]]]:
         """Training and validation pairs, each with its source's index (training: none when streaming)."""
         loaded = [self._load_source(s) for s in self.sources]
@@ -166,7 +181,10 @@ class PreferenceDataModule(LightningDataModule):
             return
         if self.pair_tokenizer is None:
             raise ValueError("PreferenceDataModule needs a tokenizer (train.py passes the model's)")
-        train, val = self.load_pairs()
+        train, val = self._read if self._read is not None else self.load_pairs()
+        self._read = None
+        self._decide_chat_templates(train + val)
+        train, val = self._rendered(train), self._rendered(val)
         if self.streaming:  # read, tokenized and counted as the stream goes
             self.report.setdefault("train", {}).update(streaming=True, shuffle_buffer=self.shuffle_buffer)
         else:
@@ -175,6 +193,19 @@ class PreferenceDataModule(LightningDataModule):
         if self.report_path:
             Path(self.report_path).parent.mkdir(parents=True, exist_ok=True)
             Path(self.report_path).write_text(json.dumps(self.report, indent=2) + "\n")
+
+    def _decide_chat_templates(self, pairs: list[tuple[PreferencePair, int]]) -> None:
+        """Each source with `chat_template: auto` settles it for this tokenizer and its pairs (logged, reported)."""
+        for i, source in enumerate(self.sources):
+            if source.chat_template == "auto":
+                line = source.decide_chat_template(self.tokenizer, [p for p, at in pairs if at == i])
+                log.info("%s: %s", source.name, line)
+                self.report.setdefault("chat_template", {})[source.name] = source.chat_template
+
+    def _rendered(self, pairs: list[tuple[PreferencePair, int]]) -> list[tuple[PreferencePair, int]]:
+        """Text pairs as chat turns for the sources that render them so (`data.chat_template`)."""
+        wrap = [s.chat_template is True for s in self.sources]
+        return [(pair.as_chat() if wrap[at] else pair, at) for pair, at in pairs]
 
     def _tokenize(self, pairs: list[tuple[PreferencePair, int]], name: str):
         """Token ids of every pair, labelled with its source; pairs dropped as over-long leave both lists."""

@@ -23,7 +23,7 @@ def preference_data(
     val_path: str | None = None,
     val_split: str | None = None,
     on_bad_row: str = "error",
-    chat_template: bool = False,
+    chat_template: bool | str = False,  # or "auto" (PairSource.decide_chat_template)
     val_fraction: float = 0.05,
     split_seed: int = 0,
     **settings: Any,
@@ -34,6 +34,8 @@ def preference_data(
     )
     return PreferenceDataModule([source], tokenizer=tokenizer, **settings)
 
+
+preference_data.keywords_for = PreferenceDataModule  # its **settings: checked against the module's own types
 
 SOURCE_KEYS = (
     "format",
@@ -75,3 +77,6 @@ def mixture_data(
         source.pairs = (pairs or {}).get(name)
         picked.append(source)
     return PreferenceDataModule(picked, tokenizer=tokenizer, **settings)
+
+
+mixture_data.keywords_for = PreferenceDataModule

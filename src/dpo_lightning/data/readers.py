@@ -19,11 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import UsageError
 from ..core.hub import looks_local
 from .arithmetic import arithmetic_problems
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """Bad input: the message names the file (or dataset), the line (or row) and the field; `reason` is a short
     code used to count skipped rows (`data.on_bad_row=skip`)."""
 

@@ -12,6 +12,7 @@ of the mixture) or `pairs` (an exact count) say how much of the source an epoch 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +45,7 @@ class PairSource:
     val_path: str | None = None
     val_split: str | None = None
     on_bad_row: str = "error"
-    chat_template: bool = False
+    chat_template: bool | str = False  # or "auto": decided for the tokenizer and the prompts (decide_chat_template)
     val_fraction: float = 0.05
     split_seed: int = 0
     name: str = "data"
@@ -53,12 +54,17 @@ class PairSource:
 
     def __post_init__(self) -> None:
         # Every setting is checked here, before anything loads (the config check builds the data module to run them).
-        if self.format is None or not self.path:
-            raise ValueError(f"data source {self.name!r} needs a format and a path (data.format, data.path)")
+        if not self.path:
+            key = "data.path" if self.name == "data" else f"data.sources.{self.name}.path"
+            raise ValueError(f"{key} is required: the file, folder or Hub id of the pairs ({key}=/path/to/pairs.jsonl)")
+        if self.format is None:
+            raise ValueError(f"data source {self.name!r} needs a format (data.format)")
         self.path = str(self.path)
         check_data_path("path", self.path)
         check_data_path("val_path", self.val_path)
         BadRows(self.on_bad_row)
+        if self.chat_template not in (True, False, "auto"):
+            raise ValueError(f"data.chat_template must be true, false or auto, got {self.chat_template!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -78,7 +84,30 @@ class PairSource:
 
     def as_configured(self, pair: PreferencePair) -> PreferencePair:
         """The pair as this source renders it: as chat turns with `chat_template` (each source of a mixture its own)."""
-        return pair.as_chat() if self.chat_template else pair
+        return pair.as_chat() if self.chat_template is True else pair
+
+    def decide_chat_template(self, tokenizer: Any, pairs: list[PreferencePair]) -> str:
+        """`chat_template: auto`, settled (to true or false) for this tokenizer and these pairs: plain-text prompts
+        are wrapped as user/assistant turns when the tokenizer has a chat template and no prompt is already
+        formatted as a dialogue ("Human: ... Assistant:", or the template's own special tokens). Returns the line
+        that says what was decided and how to choose otherwise."""
+        text = [p.prompt for p in pairs[:200] if isinstance(p.prompt, str)]
+        formatted = next((t for t in text if looks_formatted(t, tokenizer)), None)
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.chat_template = has_template and formatted is None and bool(text)
+        if self.chat_template:
+            return (
+                "data.chat_template=auto: plain-text prompts wrapped as user/assistant turns of the tokenizer's chat "
+                "template (data.chat_template=false: as given, prompt and response joined with nothing between)"
+            )
+        why = (
+            "the rows are chat messages, rendered with the chat template"
+            if not text
+            else "the tokenizer has no chat template"
+            if not has_template
+            else f"prompts are already a dialogue ({formatted[:60]!r}...)"
+        )
+        return f"data.chat_template=auto: prompts as given ({why}; data.chat_template=true wraps them)"
 
     def stream(self, pair_tokenizer: PairTokenizer, shuffle_buffer: int, seed: int) -> SourceStream:
         """The training pairs as a stream, parsed (bad rows as `on_bad_row` says) and tokenized on the fly."""
@@ -92,6 +121,16 @@ class PairSource:
             self.path, self.split, self.subset, self.data_dir, streaming=True
         )
         return SourceStream(rows, to_pair, shuffle_buffer, seed)
+
+
+DIALOGUE = re.compile(r"(^|\n)\s*(human|user|assistant|system|question|answer)\s*:", re.IGNORECASE)
+
+
+def looks_formatted(prompt: str, tokenizer: Any) -> bool:
+    """A text prompt already laid out as a dialogue: role lines ("Human:", "Assistant:") or the tokenizer's own
+    special tokens (e.g. "<|im_start|>")."""
+    specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if len(t) > 2]
+    return bool(DIALOGUE.search(prompt)) or any(t in prompt for t in specials)
 
 
 def check_sources(sources: list[PairSource], size: int | None) -> None:

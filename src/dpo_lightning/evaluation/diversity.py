@@ -1,7 +1,9 @@
 """Collapse and diversity of a set of generated answers, the figures that catch a policy that has collapsed into
 boilerplate (the same opening on many prompts, a small shared vocabulary, loops inside an answer).
 
-Words are lower-cased runs of letters, digits and apostrophes, so "I'm unsure," and "i'm unsure" are the same.
+Words are lower-cased runs of letters, digits and apostrophes, so "I'm unsure," and "i'm unsure" are the same
+(`core/sample_checks.py`, where the words, the repetition and the checks of broken answers live: the sample
+generations during training run the same checks).
 
 - **opening share**: the most common first `n` words (default 3) over all answers, and the share of answers that
   open with it (Wilson interval). Hand-written references open with one phrase a few percent of the time; a
@@ -14,41 +16,33 @@ Words are lower-cased runs of letters, digits and apostrophes, so "I'm unsure," 
 - **repetition**: within one answer, the share of its 3-grams that repeat an earlier 3-gram of the same answer
   (0 for an answer that never repeats itself, near 1 for a loop); the mean over answers (BCa).
 - **length**: words per answer (BCa).
+- **degenerate**: the share of answers that are empty, one character or word repeated, or a loop, or all one answer
+  (`check_answers`; Wilson), and those problems in plain words (the first `PROBLEMS_KEPT`).
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from ..core.sample_checks import check_answers, ngrams, opening, repetition, top_opening, words
 from ..core.statistics import Interval, bca_mean, jackknife, proportion
 
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower().replace("\u2019", "'"))
-
-
-def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-
-
-def opening(text: str, n: int = 3) -> str:
-    """The answer's first n words ('' for an empty answer); shorter answers open with all their words."""
-    return " ".join(words(text)[:n])
-
-
-def top_opening(texts: Sequence[str], n: int = 3) -> tuple[str, int]:
-    """The most common opening (ties: the first seen) and how many answers start with it."""
-    counts = Counter(o for o in (opening(t, n) for t in texts) if o)
-    if not counts:
-        return "", 0
-    return counts.most_common(1)[0]
+__all__ = [  # the words and repetition rules live in core/sample_checks.py (the training callback's checks too)
+    "Diversity",
+    "check_answers",
+    "distinct_n",
+    "diversity",
+    "ngrams",
+    "opening",
+    "repetition",
+    "top_opening",
+    "top_phrase",
+    "words",
+]
 
 
 def top_phrase(tokenized: Sequence[Sequence[str]], n: int = 3) -> tuple[str, int]:
@@ -66,10 +60,7 @@ def distinct_n(tokenized: Sequence[Sequence[str]], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else float("nan")
 
 
-def repetition(tokens: Sequence[str], n: int = 3) -> float:
-    """Share of the answer's n-grams that repeat an earlier one of the same answer (0 without n words)."""
-    grams = ngrams(tokens, n)
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+PROBLEMS_KEPT = 10  # plain-words problems kept in the figures (a collapsed set of 50 answers has 50)
 
 
 @dataclass
@@ -85,15 +76,26 @@ class Diversity:
     distinct_2: Interval
     repetition: Interval
     length_words: Interval
+    degenerate: Interval
+    problems: list[str]
 
     def as_dict(self) -> dict:
         return {
             "answers": self.answers,
             "top_opening": self.top_opening,
             "top_phrase": self.top_phrase,
+            "problems": self.problems,
             **{
                 k: getattr(self, k).as_dict()
-                for k in ("opening_share", "phrase_share", "distinct_1", "distinct_2", "repetition", "length_words")
+                for k in (
+                    "opening_share",
+                    "phrase_share",
+                    "distinct_1",
+                    "distinct_2",
+                    "repetition",
+                    "length_words",
+                    "degenerate",
+                )
             },
         }
 
@@ -113,6 +115,10 @@ def diversity(
         dtype=torch.float64,
     )
 
+    check = check_answers(texts, opening_words)
+    broken = torch.zeros(len(texts), dtype=torch.float64)
+    broken[check.degenerate] = 1.0
+
     def distinct(n: int) -> Interval:
         return jackknife(lambda idx: distinct_n([tokenized[i] for i in idx], n), len(texts), confidence)
 
@@ -130,4 +136,6 @@ def diversity(
         length_words=bca_mean(
             torch.tensor([float(len(t)) for t in tokenized], dtype=torch.float64), resamples, confidence, seed
         ),
+        degenerate=proportion(broken, confidence),
+        problems=check.problems[:PROBLEMS_KEPT],
     )

@@ -122,8 +122,15 @@ class EvaluationResult:
             if rep_d > rep_b + t.repetition_rise
             else None
         )
-        pick = lambda key: [None if m is None else m[key] for m in (base, dpo, ref)]  # noqa: E731
-        return [
+        pick = lambda key: [None if m is None else m.get(key) for m in (base, dpo, ref)]  # noqa: E731
+        broken_d, broken_b = (m.get("degenerate", {}).get("value", 0.0) for m in (dpo, base))
+        broken_warning = (
+            f"Broken answers: {broken_d:.0%} of DPO's answers are empty, one character or word repeated, a loop or "
+            f"all one answer (base {broken_b:.0%}), e.g. {'; '.join(dpo.get('problems', [])[:2])}. Read the answers."
+            if broken_d > broken_b + t.degenerate_rise
+            else None
+        )
+        rows = [
             self._share_row(
                 "opening_share",
                 "top_opening",
@@ -150,6 +157,16 @@ class EvaluationResult:
             ),
             Row("answer length (words)", "length_words", *pick("length_words"), digits=1),
         ]
+        if "degenerate" in dpo:  # records written before the check have no such figure
+            rows.append(
+                Row(
+                    "broken answers (empty, a loop, one token repeated)",
+                    "degenerate",
+                    *pick("degenerate"),
+                    warning=broken_warning,
+                )
+            )
+        return rows
 
     def warnings(self) -> list[str]:
         return [r.warning for r in self.rows() if r.warning]

@@ -19,6 +19,7 @@ class Thresholds:
     phrase_share: float = 0.3  # DPO's most common 3 words are in more than this share of its answers (and > base)
     distinct_2_drop: float = 0.05  # DPO's distinct-2 is below base's by more than this share of base's
     repetition_rise: float = 0.05  # DPO's mean within-answer repetition is above base's by more than this
+    degenerate_rise: float = 0.05  # DPO's share of broken answers (core/sample_checks.py) is above base's by more
     judge_accuracy: float = 0.75  # the judge ranks fewer held-out pairs correctly than this
     reference_win_rate: float = 0.2  # the judge prefers DPO to the hand-written reference answers this often or more
     order_consistency: float = 0.7  # an LLM judge's two orders agree on fewer verdicts than this

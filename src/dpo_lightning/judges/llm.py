@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from ..core.generation import left_padded
+from ..core.generation import bar_file, left_padded
 from ..data.text import Prompt, as_text
 from ..models.loading import load_causal_lm
 from .base import Columns, Comparison
@@ -83,12 +84,15 @@ class LLMJudge:
         rows = [self.render(p, a, b) for p, a, b in zip(prompts, first, second)]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         out = []
+        bar = tqdm(total=len(rows), desc="judging (LLM, one order)", unit="pair", leave=False, file=bar_file())
         for start in range(0, len(rows), self.batch_size):
             ids, mask = left_padded(rows[start : start + self.batch_size], pad, self.device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift the positions
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].double()
             letter = torch.stack([logits[:, ids_].logsumexp(-1) for ids_ in self.letters], dim=-1)
             out.append(letter.softmax(-1)[:, 0].cpu())
+            bar.update(len(out[-1]))
+        bar.close()
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
     def compare(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from ..core.generation import bar_file
 from ..data.text import Prompt, as_text
 from .base import Columns, Comparison, outcomes_from_scores
 
@@ -65,6 +67,7 @@ class RewardJudge:
     def score(self, prompts: list[Prompt], responses: list[str], columns: Columns | None = None) -> Tensor:
         texts = [self.render(p, r) for p, r in zip(prompts, responses)]
         scores = []
+        bar = tqdm(total=len(texts), desc="judging (reward model)", unit="answer", leave=False, file=bar_file())
         for start in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(
                 texts[start : start + self.batch_size],
@@ -76,6 +79,8 @@ class RewardJudge:
             ).to(self.device)
             logits = self.model(**enc).logits.double()
             scores.append((logits[:, 0] if logits.shape[-1] == 1 else logits.log_softmax(-1)[:, -1]).cpu())
+            bar.update(len(scores[-1]))
+        bar.close()
         return torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
 
     def compare(

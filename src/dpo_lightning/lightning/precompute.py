@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning import LightningModule
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ..core import refcache
 from ..core.batches import PairBatch
+from ..core.generation import bar_file
 from ..core.losses import PairLogps
 from ..core.reference import Precomputed
 from .strategies import sharded_root
@@ -46,16 +49,45 @@ def precompute_reference(module: LightningModule) -> None:
     trainer = module.trainer
     take_reference_key(module)  # a no-op when setup took it
     root = sharded_root(trainer)
-    score = batch_scorer(module, root, trainer.precision_plugin.forward_context)
-    logps = refcache.load_or_compute(
-        reference.cache_path,
-        score,
-        all_pairs_loader(trainer.datamodule),
-        trainer.global_rank,
-        trainer.world_size,
-        lockstep=root is not None,
-    )
+    loader = all_pairs_loader(trainer.datamodule)
+    cached = reference.cache_path is not None and Path(reference.cache_path).is_file()
+    total = None if cached else pairs_of_rank(len(loader.dataset), loader.batch_size, trainer.global_rank,
+                                              trainer.world_size)  # fmt: skip
+    score = ScoringProgress(batch_scorer(module, root, trainer.precision_plugin.forward_context), total,
+                            shown=trainer.is_global_zero)  # fmt: skip
+    try:
+        logps = refcache.load_or_compute(
+            reference.cache_path, score, loader, trainer.global_rank, trainer.world_size, lockstep=root is not None
+        )
+    finally:
+        score.close()
     reference.use(logps.to(module.device))
+
+
+def pairs_of_rank(pairs: int, batch_size: int, rank: int, world_size: int) -> int:
+    """How many of `pairs` (in batches of `batch_size`) rank `rank` scores: batch i is rank i % world_size's."""
+    sizes = [min(batch_size, pairs - start) for start in range(0, pairs, batch_size)]
+    return sum(sizes[rank::world_size])
+
+
+class ScoringProgress:
+    """`score` counting its pairs on a bar (pairs/s) that starts at the first batch scored: none at all when the
+    cache holds every pair. `total`: the pairs to score (None where a cache file may hold some: count and rate)."""
+
+    def __init__(self, score: Callable[[PairBatch], tuple[Tensor, Tensor]], total: int | None, shown: bool) -> None:
+        self.score, self.total, self.shown, self.bar = score, total, shown, None
+
+    def __call__(self, batch: PairBatch) -> tuple[Tensor, Tensor]:
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, desc="reference log-probs", unit="pair", disable=not self.shown,
+                            file=bar_file())  # fmt: skip
+        out = self.score(batch)
+        self.bar.update(len(batch.pair_keys))
+        return out
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def all_pairs_loader(datamodule: Any) -> DataLoader:

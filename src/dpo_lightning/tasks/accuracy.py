@@ -33,7 +33,11 @@ def problem_accuracy(
     chosen = [i for i, p in enumerate(held_out.pairs) if p.columns.get("answer") is not None]
     if not chosen:
         return None
-    chosen = chosen[: settings.get("num_problems") or len(chosen)]
+    asked = settings.get("num_problems")
+    if asked and int(asked) > len(chosen):
+        log.warning("accuracy.num_problems=%d but the held-out data has %d problems: accuracy is over %d", int(asked),
+                    len(chosen), len(chosen))  # fmt: skip
+    chosen = chosen[: asked or len(chosen)]
     prompts = [held_out.pairs[i].prompt for i in chosen]
     answers = [held_out.pairs[i].columns["answer"] for i in chosen]
     ids = [held_out.tokens[i].prompt for i in chosen]
@@ -44,7 +48,7 @@ def problem_accuracy(
         if model_name == "base" and reused is not None:
             rows["base"] = reused
             continue
-        rows[model_name] = answer_problems(model, tokenizer, ids, settings, int(cfg.seed), device)
+        rows[model_name] = answer_problems(model, tokenizer, ids, settings, int(cfg.seed), device, model_name)
         log.info("accuracy: %s answered %d problems (greedy and %d samples each)", model_name, len(ids),
                  int(settings.get("samples", 0)))  # fmt: skip
     judged = {m: judge_answers(correct, prompts, r["greedy"], r["samples"], answers) for m, r in rows.items()}
@@ -68,9 +72,15 @@ def _settings(settings: Any) -> dict[str, Any]:
 
 
 def answer_problems(
-    model: torch.nn.Module, tokenizer: Any, ids: list[list[int]], settings: Any, seed: int, device: torch.device
+    model: torch.nn.Module,
+    tokenizer: Any,
+    ids: list[list[int]],
+    settings: Any,
+    seed: int,
+    device: torch.device,
+    name: str = "",
 ) -> dict[str, list]:
-    """One model's greedy answer and K sampled answers to every problem."""
+    """One model's (`name`'s) greedy answer and K sampled answers to every problem, each set with its progress bar."""
     common = dict(
         max_new_tokens=int(settings.get("max_new_tokens", 96)),
         batch_size=int(settings.get("batch_size", 32)),
@@ -78,14 +88,15 @@ def answer_problems(
         seed=seed,
         by_length=True,
     )
-    greedy = generate(model, tokenizer, ids, do_sample=False, **common).texts
+    greedy = generate(model, tokenizer, ids, do_sample=False, progress=f"accuracy: {name} greedy", **common).texts
     k = int(settings.get("samples", 0))
     if not k:
         return {"greedy": greedy, "samples": [[] for _ in ids]}
     repeated = [p for p in ids for _ in range(k)]
-    texts = generate(
-        model, tokenizer, repeated, do_sample=True, temperature=float(settings.get("temperature", 1.0)), **common
-    ).texts
+    temperature = float(settings.get("temperature", 1.0))
+    progress = f"accuracy: {name} {k} samples each"
+    sampled = generate(model, tokenizer, repeated, do_sample=True, temperature=temperature, progress=progress, **common)
+    texts = sampled.texts
     return {"greedy": greedy, "samples": [texts[i * k : (i + 1) * k] for i in range(len(ids))]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
     result, rewards = compare_on_pairs(cfg, run, held_out, base, policy)
     prompts = sample_prompts(cfg, held_out)
     samples = {
-        name: generate_samples(cfg, model, tokenizer, [held_out.tokens[i].prompt for i in prompts], run.device)
+        name: generate_samples(cfg, model, tokenizer, [held_out.tokens[i].prompt for i in prompts], run.device, name)
         for name, model in (("base", base), ("dpo", policy))
     }
     result.kl = sampled_kl(policy, base, samples["dpo"].kl_prompts, samples["dpo"].for_kl, run.device)
@@ -141,7 +142,12 @@ def evaluate(cfg: DictConfig) -> EvaluationResult:
     models = {"base": base, "dpo": policy}
     result.accuracy = problem_accuracy(cfg, held_out, models, tokenizer, run.device, run.out)
     del base, policy, models  # the judge may be large: the policies are done
+    started = time.perf_counter()
+    if judge_spec is not None:
+        log.info("judging the answers to %d prompts (DPO against base and the references)...", len(prompts))
     result.judge = judge_generations(cfg, judge_spec, held_out, prompts, generations, samples, run.device)
+    if result.judge is not None:
+        log.info("judged in %.0f s", time.perf_counter() - started)
     write_outputs(cfg, run, result, rewards, generations)
     update_model_card(run, result.to_dict())
     print(result.headline(str(run.out / "report.html")))
@@ -230,21 +236,32 @@ def compare_on_pairs(
 
 
 def sample_prompts(cfg: DictConfig, held_out: HeldOut) -> list[int]:
-    """Indices of the held-out pairs whose prompts are generated from: a seeded choice, in data order."""
-    order = torch.randperm(len(held_out.tokens), generator=torch.Generator().manual_seed(cfg.seed))
-    return order[: cfg.generation.num_prompts].sort().values.tolist()
+    """Indices of the held-out pairs whose prompts are generated from: a seeded choice, in data order. Fewer held-out
+    pairs than `generation.num_prompts`: all of them, and the log says so."""
+    asked, held = int(cfg.generation.num_prompts), len(held_out.tokens)
+    if asked > held:
+        log.warning("generation.num_prompts=%d but the held-out data (%s) has %d pairs: the answers, their "
+                    "diversity and the judged win rates are over %d prompts",
+                    asked, held_out.description, held, held)  # fmt: skip
+    order = torch.randperm(held, generator=torch.Generator().manual_seed(cfg.seed))
+    return order[:asked].sort().values.tolist()
 
 
 def generate_samples(
-    cfg: DictConfig, model: torch.nn.Module, tokenizer: Any, prompts: list[list[int]], device: torch.device
+    cfg: DictConfig, model: torch.nn.Module, tokenizer: Any, prompts: list[list[int]], device: torch.device, name: str
 ) -> Samples:
+    """`name`'s greedy, sampled and temperature-1 answers, each set with its progress bar."""
     g = cfg.generation
     common = dict(max_new_tokens=g.max_new_tokens, seed=cfg.seed, batch_size=g.batch_size, device=device)
     kl_prompts = [p for p in prompts for _ in range(g.kl_samples_per_prompt)]
+
+    def answers(kind: str, asked: list[list[int]], **sampling: Any) -> Generated:
+        return generate(model, tokenizer, asked, progress=f"{name} {kind} answers", **common, **sampling)
+
     return Samples(
-        greedy=generate(model, tokenizer, prompts, do_sample=False, **common),
-        sampled=generate(model, tokenizer, prompts, do_sample=True, temperature=g.temperature, top_p=g.top_p, **common),
-        for_kl=generate(model, tokenizer, kl_prompts, do_sample=True, temperature=1.0, top_p=1.0, **common),
+        greedy=answers("greedy", prompts, do_sample=False),
+        sampled=answers("sampled", prompts, do_sample=True, temperature=g.temperature, top_p=g.top_p),
+        for_kl=answers("temperature-1", kl_prompts, do_sample=True, temperature=1.0, top_p=1.0),
         kl_prompts=kl_prompts,
     )
 

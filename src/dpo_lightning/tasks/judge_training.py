@@ -11,6 +11,10 @@ Hand-written pairs teach "this answer is more aligned than that one", never "an 
 trained on them alone ranks a looping or off-topic reply near a good one. `judge.train.negatives` adds, for each
 pair, its chosen answer against a derived bad one: `off_topic` (another prompt's chosen answer) and `loop` (the
 chosen answer's first sentence, repeated). Both are built deterministically from the pairs themselves.
+
+Problems with answers (`data=arithmetic`, `gsm8k`, `problems`, or an online round's pairs of sampled answers to them)
+hold no hand-written pairs for it to learn: `check_judge_data` refuses them in one line, before anything loads, and
+names what to set instead (`judge=function`: exact_match against the answers).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .._moved import MOVED, ROOT
-from ..config import compose_config
-from ..data.readers import iter_rows
+from ..config import ConfigError, compose_config
+from ..data import PreferenceFormat, ProblemFormat
+from ..data.readers import BUILTIN_PREFIX, DataError, is_local, iter_rows
+from ..data.sources import validation_source
 from ..data.text import as_text, like
 from ..models.embedded import default_cache_dir
 from .train import train
@@ -58,6 +64,49 @@ def judge_data_path(run_config: DictConfig, path: str | None = "auto") -> tuple[
     if own in DISJOINT_JUDGE_DATA and not data.get("sources"):
         return DISJOINT_JUDGE_DATA[own], False
     return str(own if own is not None else "the run's mixture"), True
+
+
+def problem_rows(data: DictConfig, path: str | None = None) -> str | None:
+    """What makes `data` (a data option, read from `path` instead of its own when given) problems with answers rather
+    than preference pairs, in words: the problems format, or rows carrying an `answer` (an online round's pairs of
+    sampled answers, read from a local or built-in file's first row; a Hub set is not downloaded for this); None
+    for preference pairs."""
+    for source in data.sources.values() if data.get("sources") else [data]:
+        where = str(path or source.get("path"))
+        form = instantiate(source.format) if source.get("format") else PreferenceFormat()
+        if isinstance(form, ProblemFormat):
+            kind = type(form).__name__
+            return f"{where} holds problems with answers ({kind}: its only pairs are worked answers against slips)"
+        if (where.startswith(BUILTIN_PREFIX) or is_local(where)) and "answer" in _first_columns(form, where, source):
+            return f"{where}'s rows carry an `answer` (answers to problems, not hand-written pairs)"
+    return None
+
+
+def _first_columns(form: Any, path: str, source: DictConfig) -> dict[str, Any]:
+    """The first row of `path` read with `form`: its columns (none where it cannot be read: loading says why)."""
+    try:
+        where, row = next(iter(iter_rows(path, source.get("split") or "train", source.get("subset"))))
+        pair = form.parse(row, where) if not isinstance(row, DataError) else None
+    except (StopIteration, OSError, ValueError):
+        return {}
+    return dict(pair.columns) if pair is not None else {}
+
+
+def check_judge_data(run_config: DictConfig, data: str = "auto", key: str = "judge", hint: str = "") -> None:
+    """Refuse, in one line naming `key` (the judge's option, e.g. judge@eval_judge) and what to set, a reward model
+    trained for the run on problems with answers: they hold no hand-written pairs for it to learn."""
+    path, _ = judge_data_path(run_config, data)
+    reason = problem_rows(run_config.data, None if run_config.data.get("sources") else path)
+    if reason is None:
+        return
+    node = key.split("@")[-1]  # the judge's config key: judge, eval_judge
+    own = data and data != "auto" and str(data) == str(run_config.data.get("path"))
+    choice = "auto" if not data or data == "auto" else "auto_own" if own else f"auto {node}.model.data={data}"
+    raise ConfigError(
+        f"{key}={choice} cannot judge this run: {reason}, and a reward model trained for the run learns hand-written "
+        f"preference pairs; set {key}=function (exact_match: each answer against the problem's) or {key}=reward "
+        f"{node}.model=<a reward model>{hint}"
+    )
 
 
 def judge_config(
@@ -117,13 +166,24 @@ def _write_with_negatives(cfg: DictConfig, kinds: list[str], path: Path) -> None
     preference-format .jsonl), and point the judge's data at it."""
 
     data = cfg.data
-    pairs = instantiate(data.format).load(iter_rows(str(data.path), data.get("split") or "train", data.get("subset")))
+    form = instantiate(data.format)
+    pairs = form.load(iter_rows(str(data.path), data.get("split") or "train", data.get("subset")))
     pairs = pairs[: data.get("max_train_pairs")]  # the cap applies to the given pairs; each keeps its negatives
-    with open(path, "w") as f:
-        for row in with_negatives(pairs, kinds):
-            f.write(json.dumps(row) + "\n")
+    write_rows(path, with_negatives(pairs, kinds))
+    held_out = validation_source(str(data.path), data.get("val_path"), data.get("val_split"))
+    held = form.load(iter_rows(*held_out, data.get("subset"))) if held_out and form != PreferenceFormat() else []
+    if held and all(p.label is None for p in held):  # its held-out pairs too, read with their format (HH's, ...)
+        val = path.with_name(path.name.replace(".pairs.jsonl", ".val.jsonl"))
+        write_rows(val, [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in held])
+        data.val_path, data.val_split = str(val), None
     data.path, data.split, data.subset, data.max_train_pairs = str(path), "train", None, None
     data.format = {"_target_": "dpo_lightning.data.PreferenceFormat"}
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 def judge_key(cfg: DictConfig) -> str:
@@ -213,7 +273,8 @@ def trained_judge(
 ) -> TrainedJudge:
     """The task `judge=auto` names as its model (`_target_`): the reward model for the run of `run_config`, trained
     on `data` (auto: pairs disjoint from the run's where there are such, `judge_data_path`) with the derived
-    `negatives`, once; later calls read it from the cache."""
+    `negatives`, once; later calls read it from the cache. Problems with answers are refused (`check_judge_data`)."""
+    check_judge_data(run_config, data)
     path, own = judge_data_path(run_config, data)
     cache_dir = (run_config.get("paths") or {}).get("cache_dir")
     folder = cached_judge(run_config, overrides, cache_dir, data_path=path, negatives=list(negatives or []))

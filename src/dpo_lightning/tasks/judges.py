@@ -22,9 +22,11 @@ from ..data.text import as_text
 from ..evaluation.head_to_head import length_controlled
 from ..evaluation.verdicts import judge_accuracy, win_rate
 from ..judges.base import compare
-from .judge_training import trained_judge
+from .judge_training import check_judge_data, trained_judge
 
 log = logging.getLogger(__name__)
+
+TRAINED_JUDGE = f"{trained_judge.__module__}.trained_judge"  # judge=auto's model: the task that trains it
 
 
 @dataclass
@@ -36,17 +38,14 @@ class JudgeSpec:
     self_trained: bool = False  # judge=auto on the run's own training pairs
 
 
-def resolve_judge(judge: DictConfig | None, run_config: DictConfig) -> JudgeSpec | None:
+def resolve_judge(judge: DictConfig | None, run_config: DictConfig, key: str = "judge") -> JudgeSpec | None:
     """The judge config (`judge=` an option) ready to build for the run of `run_config`: where its `model` names a
-    task (`_target_`, judge=auto's training), the task runs (or reads its cache) and its folder is put in."""
+    task (`_target_`, judge=auto's training), the task runs (or reads its cache) and its folder is put in. A judge
+    that cannot serve the run is refused first (`check_judge`), naming `key`."""
     if not judge:
         return None
-    judge_cfg = OmegaConf.create(OmegaConf.to_container(judge, resolve=True))
-    legacy = judge_cfg.pop("train", None)
-    if legacy:  # 0.1's judge=auto kept its training under `train:` (path, negatives, overrides)
-        log.warning("judge.train is deprecated: judge=auto's training is now judge.model (data, negatives, overrides)")
-        judge_cfg.model = {"_target_": f"{trained_judge.__module__}.trained_judge", "data": legacy.get("path", "auto"),
-                           "negatives": legacy.get("negatives"), "overrides": legacy.get("overrides")}  # fmt: skip
+    judge_cfg = judge_config_of(judge)
+    refuse_unfit(judge_cfg, run_config, key)
     model = judge_cfg.get("model")
     if isinstance(model, DictConfig) and "_target_" in model:  # called directly: the run's config stays its own
         task = OmegaConf.to_container(model)
@@ -56,6 +55,32 @@ def resolve_judge(judge: DictConfig | None, run_config: DictConfig) -> JudgeSpec
     trained_on = reward_run_data(model)
     own = run_config.data.get("path")
     return JudgeSpec(judge_cfg, trained_on, self_trained=trained_on is not None and trained_on == str(own))
+
+
+def check_judge(judge: DictConfig | None, run_config: DictConfig, key: str = "judge", hint: str = "") -> None:
+    """Refuse, in one line naming `key` (judge, judge@eval_judge) and what to set, a judge that cannot serve the run
+    of `run_config`: judge=auto (a reward model trained for the run) on problems with answers. Reads no weights: the
+    entry points call it before any model loads (evaluate.py through `resolve_judge`, the online loop for both of
+    its judges)."""
+    if judge:
+        refuse_unfit(judge_config_of(judge), run_config, key, hint)
+
+
+def refuse_unfit(judge_cfg: DictConfig, run_config: DictConfig, key: str, hint: str = "") -> None:
+    model = judge_cfg.get("model")
+    if isinstance(model, DictConfig) and model.get("_target_") == TRAINED_JUDGE:
+        check_judge_data(run_config, model.get("data") or "auto", key, hint)
+
+
+def judge_config_of(judge: DictConfig) -> DictConfig:
+    """The judge's config resolved, a 0.1 `judge.train` turned into judge=auto's task."""
+    judge_cfg = OmegaConf.create(OmegaConf.to_container(judge, resolve=True))
+    legacy = judge_cfg.pop("train", None)
+    if legacy:  # 0.1's judge=auto kept its training under `train:` (path, negatives, overrides)
+        log.warning("judge.train is deprecated: judge=auto's training is now judge.model (data, negatives, overrides)")
+        judge_cfg.model = {"_target_": TRAINED_JUDGE, "data": legacy.get("path", "auto"),
+                           "negatives": legacy.get("negatives"), "overrides": legacy.get("overrides")}  # fmt: skip
+    return judge_cfg
 
 
 def reward_run_data(model: str | None) -> str | None:

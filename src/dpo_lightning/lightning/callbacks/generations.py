@@ -1,25 +1,44 @@
 """`SampleGenerations`: at every (n-th) validation, the policy's and the reference's answers to fixed held-out
 prompts, appended to `<run>/generations/samples.jsonl` and logged as a table to Weights & Biases or MLflow when
-in use."""
+in use.
+
+Each validation's answers go through the evaluation's own checks of broken answers (`core/sample_checks`: empty,
+one character or word repeated, a loop, one answer or one opening for every prompt). The policy's share of
+degenerate answers is logged as `val/samples/degenerate` (so it lands in every logger and metrics.json), and any
+problem is a warning naming the step; a run that ends with broken samples says so again in its last lines."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 
 from ...core.generation import generate
+from ...core.sample_checks import SampleCheck, check_answers
 from ..strategies import gathered_root
+
+log = logging.getLogger(__name__)
+
+DEGENERATE_METRIC = "val/samples/degenerate"
 
 
 class SampleGenerations(Callback):
     def __init__(
-        self, dirpath: str, num_prompts: int = 4, max_new_tokens: int = 48, every_n_validations: int = 1
+        self,
+        dirpath: str,
+        num_prompts: int = 4,
+        max_new_tokens: int = 48,
+        every_n_validations: int = 1,
+        check: bool = True,
     ) -> None:
         self.dirpath = Path(dirpath)
         self.num_prompts, self.max_new_tokens, self.every_n = num_prompts, max_new_tokens, every_n_validations
+        self.check = check
         self.validations = 0
+        self.last: tuple[int, SampleCheck, SampleCheck | None] | None = None  # the last checked step's verdicts
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self.num_prompts <= 0:
@@ -31,20 +50,45 @@ class SampleGenerations(Callback):
             if trainer.is_global_zero or sharded:
                 self._sample(trainer, pl_module, sharded)
 
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The run's last lines say it when its last samples were broken (the per-step warning is far above)."""
+        if self.last is None or not self.last[1].problems:
+            return
+        step, check, _ = self.last
+        log.warning(
+            "training ended with broken sample answers: at step %d, %d of %d of the policy's answers are degenerate "
+            "(%s=%.2f): %s. Read %s before using this model",
+            step,
+            len(check.degenerate),
+            check.answers,
+            DEGENERATE_METRIC,
+            check.share,
+            check.summary(),
+            self.dirpath / "samples.jsonl",
+        )
+
     def _sample(self, trainer: Trainer, pl_module: LightningModule, sharded: bool) -> None:
         datamodule = trainer.datamodule
         tokenizer, prompts = datamodule.tokenizer, [t.prompt for t in datamodule.val_tokens[: self.num_prompts]]
         if not prompts:
             return
+        step, started = trainer.global_step, time.perf_counter()
         kwargs = dict(max_new_tokens=self.max_new_tokens, do_sample=False, device=pl_module.device, synced=sharded)
-        policy = generate(pl_module.trained_model, tokenizer, prompts, **kwargs)
+        shown = trainer.is_global_zero  # one bar: rank 0's
+        policy = generate(
+            pl_module.trained_model, tokenizer, prompts, progress=f"samples at step {step}" if shown else None, **kwargs
+        )
         reference_texts = [None] * len(prompts)  # without a reference model (SFT, precompute_ref) the policy alone
         if pl_module.reference.can_run:
             with pl_module.reference.run() as reference_model:
-                reference_texts = generate(reference_model, tokenizer, prompts, **kwargs).texts
+                progress = f"reference samples at step {step}" if shown else None
+                reference_texts = generate(reference_model, tokenizer, prompts, progress=progress, **kwargs).texts
         if not trainer.is_global_zero:
             return
-        step = trainer.global_step
+        answers = len(prompts) * (2 if reference_texts[0] is not None else 1)
+        seconds = time.perf_counter() - started
+        log.info("sample generations at step %d: %d answers in %.1f s (%.2f answers/s)", step, answers, seconds,
+                 answers / max(seconds, 1e-9))  # fmt: skip
         rows = [
             [step, tokenizer.decode(p, skip_special_tokens=True).strip(), pol, ref]
             for p, pol, ref in zip(prompts, policy.texts, reference_texts)
@@ -59,3 +103,31 @@ class SampleGenerations(Callback):
             elif type(logger).__name__ == "MLFlowLogger":  # a table artifact per validation
                 table = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
                 logger.experiment.log_table(logger.run_id, table, f"generations/step{step:06d}.json")
+        if self.check:
+            reference = None if reference_texts[0] is None else check_answers(reference_texts)
+            self._report(pl_module, step, check_answers(policy.texts), reference)
+
+    def _report(self, pl_module: LightningModule, step: int, check: SampleCheck, reference: SampleCheck | None) -> None:
+        """The share of degenerate answers to every logger, and a warning naming the step for any problem."""
+        self.last = (step, check, reference)
+        pl_module.log(DEGENERATE_METRIC, check.share, rank_zero_only=True)  # only rank 0 gets here
+        if not check.problems:
+            return
+        if reference is None:
+            ref = ""
+        elif reference.problems:
+            ref = f" The reference's answers too ({len(reference.degenerate)} of {reference.answers} degenerate)."
+        else:
+            ref = " The reference's answers to the same prompts are not: training broke them."
+        log.warning(
+            "step %d: the policy's sample answers look %s, %d of %d degenerate (%s=%.2f): %s.%s See %s",
+            step,
+            "broken" if check.degenerate else "collapsed",
+            len(check.degenerate),
+            check.answers,
+            DEGENERATE_METRIC,
+            check.share,
+            check.summary(),
+            ref,
+            self.dirpath / "samples.jsonl",
+        )
