@@ -79,6 +79,15 @@ def test_a_learning_rate_far_from_the_recipe_is_warned_before_anything_loads(cap
         assert validate_config(compose("peft=none", "optimizer.lr=1e-2")) and "model.recipe.lr=3e-05" in caplog.text
 
 
+def test_each_stage_is_checked_against_its_own_recipe():
+    """The SFT stage's 2e-5 is Mistral's SFT recipe, not 40x its DPO lr (the issue's false warning)."""
+    assert recipe_warnings(compose("model=mistral", "stage=sft")) == []
+    (warning,) = recipe_warnings(compose("model=mistral", "stage=sft", "optimizer.lr=1e-3"))
+    assert "for SFT full fine-tuning (model.recipe.sft_lr=2e-05" in warning
+    (warning,) = recipe_warnings(compose("model=mistral", "optimizer.lr=2e-5"))  # the DPO stage at SFT's rate
+    assert "for DPO full fine-tuning (model.recipe.lr=5e-07" in warning
+
+
 def test_the_default_is_the_embedded_models_measured_pipeline_and_other_models_train_full_dpo():
     """`python train.py`: full SFT (the default `before`), then LoRA DPO with RPO's NLL term at alpha 0.1
     (`loss=rpo_light`, the main job's DPO stage, docs/main_job.md); every other loaded model option stays full DPO,
