@@ -133,8 +133,14 @@ def assert_same_training(a: Path, b: Path) -> None:
     assert ma.keys() == mb.keys()
     for key in ma:
         assert mb[key] == pytest.approx(ma[key], abs=1e-5), key
-    wa = AutoModelForCausalLM.from_pretrained(a / "final").state_dict()
-    wb = AutoModelForCausalLM.from_pretrained(b / "final").state_dict()
+    if (a / "final" / "adapter_model.safetensors").is_file():  # LoRA: the adapters' weights
+        from safetensors.torch import load_file
+
+        wa, wb = (load_file(run / "final" / "adapter_model.safetensors") for run in (a, b))
+    else:
+        wa = AutoModelForCausalLM.from_pretrained(a / "final").state_dict()
+        wb = AutoModelForCausalLM.from_pretrained(b / "final").state_dict()
+    assert wa.keys() == wb.keys()
     for name in wa:
         torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=1e-6, msg=name)
 

@@ -63,6 +63,20 @@ def test_a_signal_mid_epoch_checkpoints_that_step_exits_75_and_resumes_exactly(n
     assert_same_training(uninterrupted, run)
 
 
+def test_a_lora_run_resumes_exactly_from_a_checkpoint_without_the_frozen_base(tmp_path):
+    """A LoRA checkpoint holds the adapter and its optimizer state; the resume loads the base from the config."""
+    lora = ["peft=lora", "peft.r=2", "peft.alpha=4"]
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    run_script(*RUN, *lora, f"hydra.run.dir={straight}")
+    proc = train_process(*RUN, *lora, *signal_at(3, "SIGTERM"), f"hydra.run.dir={run}")
+    assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
+    saved = torch.load(run / "checkpoints" / "step4.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert saved and all("lora_" in key for key in saved), sorted(saved)[:5]
+    resumed = train_process(*RUN, *lora, f"hydra.run.dir={run}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_training(straight, run)
+
+
 def test_ddp_stops_every_rank_at_the_same_step_when_one_rank_is_signalled(tmp_path):
     ddp = ["trainer=ddp_cpu", "trainer.devices=2", "data.batch_size=2"]
     straight, run = tmp_path / "straight", tmp_path / "run"

@@ -66,3 +66,14 @@ def test_jackknife_of_the_mean_is_the_textbook_standard_error():
     half = 1.959964 * data.std(ddof=1) / math.sqrt(len(data))
     assert ci.value == pytest.approx(data.mean())
     assert (ci.low, ci.high) == pytest.approx((data.mean() - half, data.mean() + half), abs=1e-5)
+
+
+def test_a_jackknife_interval_stays_in_the_statistics_range():
+    """distinct-2 of two answers, one a loop (the first hour's evaluation on 2 held-out pairs): the normal interval
+    reached -0.35; distinct-n lies in [0, 1], and so does its interval."""
+    from dpo_lightning.evaluation.diversity import diversity
+
+    loop = "I'm so glad you're here, " * 6
+    varied = "A dirty joke: what is the most expensive thing you have ever bought?"
+    d = diversity([loop, varied], resamples=200)
+    assert 0.0 <= d.distinct_2.low <= d.distinct_2.value <= d.distinct_2.high <= 1.0

@@ -51,6 +51,23 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled():
     assert trainable and all("lora_" in n for n in trainable)
 
 
+def test_a_lora_checkpoint_holds_the_adapter_not_the_frozen_base_and_loads_back():
+    loaded = build_tiny_llama()
+    policy = wrap_lora(loaded.model, r=2, alpha=4, dropout=0.0)
+    module = DPOModule(policy, DPOLoss(0.1), optimizer=torch.optim.AdamW)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.5)  # a trained adapter
+    state = module.state_dict()
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert set(state) == trainable  # the base is rebuilt from the config at a resume: 0 of its weights saved
+    fresh = DPOModule(wrap_lora(build_tiny_llama().model, r=2, alpha=4, dropout=0.0), DPOLoss(0.1), torch.optim.AdamW)
+    fresh.load_state_dict(state, strict=fresh.strict_loading)
+    batch = make_batch(loaded.tokenizer)
+    assert_close(fresh(batch)[1].chosen, module(batch)[1].chosen)
+
+
 def test_reference_stays_frozen_in_eval_mode_and_out_of_checkpoints():
     loaded = build_tiny_llama()
     module = DPOModule(loaded.model, DPOLoss(0.1), optimizer=torch.optim.AdamW, reference=copy.deepcopy(loaded.model))

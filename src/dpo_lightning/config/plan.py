@@ -58,7 +58,7 @@ def describe_plan(stages: list[Stage], gpu: GPU | None = None) -> str:
         )
         model = run.model.get("name_or_path") or str(run.model._target_).rsplit(".", 1)[-1]
         lines.append(f"  model: {model}; data: {data_line(run)}")
-        if not is_plain_dpo(stages):
+        if stages[-1].cfg.get("loss") and not is_plain_dpo(stages):  # (a reward model has no preference loss)
             lines.append(f"  Plain DPO instead (loss=dpo, full weights, no SFT stage; TRL's defaults): {PLAIN_DPO}")
     return "\n".join(lines)
 

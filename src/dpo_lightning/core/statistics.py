@@ -86,11 +86,17 @@ def bca(
     return float(low), float(high)
 
 
-def jackknife(statistic: Callable[[np.ndarray], float], n: int, confidence: float = 0.95) -> Interval:
+def jackknife(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> Interval:
     """Any statistic of n items (called with an array of item indices) with the jackknife's normal interval: the
     standard error from the n leave-one-out values (Efron & Stein 1981). For statistics that are not means and
     that repeated items distort, such as distinct-n over pooled answers: a bootstrap resample repeats whole answers,
-    which lowers distinct-n so far that not even BCa's bias correction brings the interval back around the value."""
+    which lowers distinct-n so far that not even BCa's bias correction brings the interval back around the value.
+    `bounds`: the statistic's range, which the interval is clipped to (distinct-n lies in [0, 1])."""
     if n == 0:
         return Interval(math.nan, math.nan, math.nan)
     everything = np.arange(n)
@@ -100,7 +106,8 @@ def jackknife(statistic: Callable[[np.ndarray], float], n: int, confidence: floa
     leave_one_out = np.array([statistic(np.delete(everything, i)) for i in range(n)], dtype=np.float64)
     se = math.sqrt((n - 1) / n * float(((leave_one_out - leave_one_out.mean()) ** 2).sum()))
     z = stats.norm.ppf(0.5 + confidence / 2)
-    return Interval(value, float(value - z * se), float(value + z * se))
+    low, high = bounds
+    return Interval(value, float(max(low, value - z * se)), float(min(high, value + z * se)))
 
 
 def mcnemar(only_first: int, only_second: int) -> float:

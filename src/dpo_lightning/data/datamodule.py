@@ -33,6 +33,7 @@ from .streaming import MixedStream, StreamingLoader, largest_remainder
 from .tokenize import PairTokenizer, TokenizedPair, check_truncation, pad_token_id
 
 log = logging.getLogger(__name__)
+FEW_VALIDATION_PAIRS = 20  # below this, the validation figures are too coarse to compare runs by
 
 
 def draw(pairs: list[Any], count: int, seed: int) -> list[Any]:
@@ -117,6 +118,13 @@ class PreferenceDataModule(LightningDataModule):
             train, val = self._read
             what = "streamed as training goes" if self.streaming else f"{len(train)} training pairs"
             log.info("data: %s and %d validation pairs read and checked", what, len(val))
+            if 0 < len(val) < FEW_VALIDATION_PAIRS:
+                log.warning(
+                    "data: only %d validation pairs: every val/ figure (accuracy, margins, the sweep summary's) moves "
+                    "in steps of 1/%d; give held-out pairs with data.val_path=<file>, or a larger data.val_fraction",
+                    len(val),
+                    len(val),
+                )
 
     def load_pairs(self) -> tuple[list[tuple[PreferencePair, int]], list[tuple[PreferencePair, int]]]:
         """Training and validation pairs, each with its source's index (training: none when streaming)."""

@@ -120,7 +120,7 @@ def diversity(
     broken[check.degenerate] = 1.0
 
     def distinct(n: int) -> Interval:
-        return jackknife(lambda idx: distinct_n([tokenized[i] for i in idx], n), len(texts), confidence)
+        return jackknife(lambda idx: distinct_n([tokenized[i] for i in idx], n), len(texts), confidence, (0.0, 1.0))
 
     return Diversity(
         answers=len(texts),

@@ -84,8 +84,13 @@ class DPOModule(PolicyModule):
         self.train_metrics = PreferenceMetrics(loss.extra_metrics)
         self.val_metrics = PreferenceMetrics(loss.extra_metrics)
         # A fixed reference is rebuilt from the model config, so its weights are not this module's state (in
-        # checkpoints, sharded or not); a moving one's are (TR-DPO). Loading then tolerates their absence.
-        self.register_state_dict_post_hook(without_fixed_reference)
+        # checkpoints, sharded or not); a moving one's are (TR-DPO). Nor are the policy's frozen weights (the base
+        # under an adapter: 540 MB of a 570 MB LoRA checkpoint of the embedded model), which training never changes
+        # and a resume loads again from the config. Loading then tolerates their absence.
+        self.frozen_policy_keys = frozenset(
+            f"policy.{name}" for name, p in policy.named_parameters(remove_duplicate=False) if not p.requires_grad
+        )
+        self.register_state_dict_post_hook(without_rebuilt_weights)
         self.strict_loading = False
 
     # -- the step: policy -> reference -> loss ---------------------------------------------------------------------
@@ -175,9 +180,15 @@ class DPOModule(PolicyModule):
             self.log("train/reference_syncs", float(self.trainer.global_step // self.reference.every), on_step=True)
 
 
-def without_fixed_reference(module: DPOModule, state: dict[str, Any], prefix: str, metadata: Any) -> None:
-    if not module.reference.moves:
-        for key in [k for k in state if k.startswith(prefix + "reference.")]:
+def without_rebuilt_weights(module: DPOModule, state: dict[str, Any], prefix: str, metadata: Any) -> None:
+    """The weights a resume rebuilds from the config: a fixed reference's and the policy's frozen ones (these only
+    on one device or DDP: a sharding strategy's full state dict is also the final export's, which needs them)."""
+    fixed_reference = not module.reference.moves
+    trainer = module._trainer
+    frozen = module.frozen_policy_keys if trainer is None or not is_sharded(trainer) else frozenset()
+    for key in list(state):
+        name = key[len(prefix) :]
+        if (fixed_reference and name.startswith("reference.")) or name in frozen:
             del state[key]
 
 

@@ -118,7 +118,7 @@ class SampleGenerations(Callback):
         elif reference.problems:
             ref = f" The reference's answers too ({len(reference.degenerate)} of {reference.answers} degenerate)."
         else:
-            ref = " The reference's answers to the same prompts are not: training broke them."
+            ref = " The reference's answers to the same prompts are not: the change came with training."
         log.warning(
             "step %d: the policy's sample answers look %s, %d of %d degenerate (%s=%.2f): %s.%s See %s",
             step,
