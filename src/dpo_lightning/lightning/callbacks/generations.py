@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
 
@@ -105,9 +106,16 @@ class SampleGenerations(Callback):
                 logger.experiment.log_table(logger.run_id, table, f"generations/step{step:06d}.json")
         if self.check:
             reference = None if reference_texts[0] is None else check_answers(reference_texts)
-            self._report(pl_module, step, check_answers(policy.texts), reference)
+            self._report(pl_module, step, check_answers(policy.texts), reference, untemplated_hint(datamodule))
 
-    def _report(self, pl_module: LightningModule, step: int, check: SampleCheck, reference: SampleCheck | None) -> None:
+    def _report(
+        self,
+        pl_module: LightningModule,
+        step: int,
+        check: SampleCheck,
+        reference: SampleCheck | None,
+        hint: str = "",
+    ) -> None:
         """The share of degenerate answers to every logger, and a warning naming the step for any problem."""
         self.last = (step, check, reference)
         pl_module.log(DEGENERATE_METRIC, check.share, rank_zero_only=True)  # only rank 0 gets here
@@ -120,7 +128,7 @@ class SampleGenerations(Callback):
         else:
             ref = " The reference's answers to the same prompts are not: the change came with training."
         log.warning(
-            "step %d: the policy's sample answers look %s, %d of %d degenerate (%s=%.2f): %s.%s See %s",
+            "step %d: the policy's sample answers look %s, %d of %d degenerate (%s=%.2f): %s.%s%s See %s",
             step,
             "broken" if check.degenerate else "collapsed",
             len(check.degenerate),
@@ -129,5 +137,21 @@ class SampleGenerations(Callback):
             check.share,
             check.summary(),
             ref,
+            hint,
             self.dirpath / "samples.jsonl",
         )
+
+
+def untemplated_hint(datamodule: Any) -> str:
+    """What to change when the data, not training, may be why: plain-text prompts fed to a chat model without its
+    template (`data.chat_template=false`), which an instruct model answers with nothing or a loop."""
+    tokenizer = getattr(datamodule, "tokenizer", None)
+    plain = [s.name for s in getattr(datamodule, "sources", []) if getattr(s, "chat_template", None) is False]
+    if not plain or not getattr(tokenizer, "chat_template", None):
+        return ""
+    which = "" if plain == ["data"] else f" of {', '.join(plain)}"  # a mixture names its sources
+    return (
+        f" The prompts{which} reach this chat model without its chat template (data.chat_template=false): an "
+        "instruct model often answers bare text with nothing or a loop; data.chat_template=auto wraps plain-text "
+        "prompts as user turns."
+    )
