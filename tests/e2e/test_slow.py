@@ -1,5 +1,6 @@
-"""Long checks, marked `slow` and left out of `make test` (run them with `make test-slow`: 16 min 40 s on 2
-cores with the judge cached):
+"""Long checks, marked `slow` and left out of `make test` (run them with `make test-slow`; the main job's alone,
+`pytest -m slow tests/e2e/test_slow.py -k main_job`, took 21 min 8 s on 2 cores on 2026-12-08, 8 of them training
+the judge, once):
 the README's main job end to end with the figures it states, and the benchmark's parity gate on the real weights."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def test_the_main_job_trains_and_evaluates_as_the_readme_says(tmp_path):
     assert "2. this run" in proc.stdout and "rpo_light" in (run / "plan.txt").read_text()  # the plan, said first
     assert not (run / "sft" / "checkpoints").exists() and (run / "sft" / "final").is_dir()  # the stage cleaned
     metrics = check_run_outputs(run)
-    assert metrics["val/rewards/accuracies"] >= 0.95  # README: 1.00 on the 50 held-out pairs
+    assert metrics["val/rewards/accuracies"] >= 0.95  # README: 0.98 on the 50 held-out pairs
     evaluate = ["base_model=pretrained", "judge=auto", "generation.num_prompts=50", "generation.max_new_tokens=64"]
     run_script("evaluate.py", f"run_dir={run}", *evaluate, timeout=3600)
     report = json.loads((run / "eval" / "metrics.json").read_text())
