@@ -43,9 +43,13 @@ def test_a_multirun_ends_with_its_summary_and_a_line_naming_the_best_job(tmp_pat
     assert (sweep / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     best = max(range(2), key=lambda i: accuracies[i])  # the first of equals, as the summary picks
     line = next(line for line in (proc.stdout + proc.stderr).splitlines() if "Sweep summary: " in line)
+    other = 1 - best
+    tie = (
+        f", tied with job {other}: the metric does not tell them apart" if accuracies[other] == accuracies[best] else ""
+    )
     assert line.split("Sweep summary: ")[1] == (
         f"{sweep}/{{summary.csv,summary.md,summary.png}}: 2 jobs, none failed; best val/rewards/accuracies "
-        f"(highest): job {best} (loss.beta={rows[best]['loss.beta']}) {accuracies[best]:.4g}"
+        f"(highest): job {best} (loss.beta={rows[best]['loss.beta']}) {accuracies[best]:.4g}{tie}"
     )
 
     # sweeps/summarize.py after the fact: the same package code, the same table

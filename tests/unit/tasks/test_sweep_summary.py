@@ -239,3 +239,12 @@ def load_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_tied_jobs_are_named_with_the_best(tmp_path):
+    """The first hour's sweep on 2 validation pairs: every job at 0.5; the line says the metric cannot rank them."""
+    for i, beta in enumerate(["0.05", "0.1", "0.5"]):
+        make_job(tmp_path, str(i), [f"loss.beta={beta}"], {"loss": "rpo_light"}, metrics(0.5))
+    multirun_yaml(tmp_path, ["loss.beta=0.05,0.1,0.5"])
+    line = summarize(tmp_path).line([tmp_path / "summary.csv"])
+    assert line.endswith("job 0 (loss.beta=0.05) 0.5, tied with job 1, 2: the metric does not tell them apart")

@@ -96,7 +96,9 @@ class Summary:
         swept = ", ".join(f"{k}={as_cell(best.value(k))}" for k in self.keys)
         order = "lowest" if self.lower_is_better else "highest"
         value = best.metric(self.optimized_metric)
-        return text + f"; best {self.optimized_metric} ({order}): job {best.name} ({swept}) {value:.4g}"
+        tied = [j.name for j in self.jobs if j is not best and j.metric(self.optimized_metric) == value]
+        ties = f", tied with job {', '.join(tied)}: the metric does not tell them apart" if tied else ""
+        return text + f"; best {self.optimized_metric} ({order}): job {best.name} ({swept}) {value:.4g}{ties}"
 
 
 def summarize(
