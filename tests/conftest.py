@@ -62,6 +62,27 @@ def tiny_llama(
     return LlamaForCausalLM(cfg).to(getattr(torch, dtype))
 
 
+def save_tiny_classifier(run: Path, out: Path, seed: int = 0) -> Path:
+    """A random one-layer reward model with `run`'s final tokenizer, saved to `out` (a `judge=reward` model)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(run / "final")
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def compose(*overrides: str, output_dir: str | Path | None = None):
     """The real train.yaml composed with overrides (paths.output_dir set, since no Hydra run is active)."""
     from hydra import compose as hydra_compose

@@ -12,7 +12,7 @@ import yaml
 from torch.testing import assert_close
 from torch.utils.data import DataLoader
 
-from conftest import run_script, smoke
+from conftest import run_script, save_tiny_classifier, smoke
 from dpo_lightning.core.statistics import wilson
 from dpo_lightning.data import PairCollator, TokenizedPair
 from dpo_lightning.data.text import as_text
@@ -128,23 +128,7 @@ def test_metrics_match_a_direct_computation(trained_run, evaluated):
 
 
 def test_judge_with_a_tiny_random_classifier(trained_run, tmp_path):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(trained_run / "final")
-    torch.manual_seed(0)
-    judge = LlamaForSequenceClassification(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_labels=1,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    judge.save_pretrained(tmp_path / "judge")
-    tokenizer.save_pretrained(tmp_path / "judge")
+    save_tiny_classifier(trained_run, tmp_path / "judge")
     out = tmp_path / "eval"
     run_script(
         "evaluate.py",

@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, save_tiny_classifier
 
 BARE = ["train_online.py", "model=tiny", "data=arithmetic", "judge=function", "online.rounds=2"]
 SMALL = [  # the same run, small
@@ -100,23 +100,8 @@ def test_judge_auto_on_problems_stops_the_run_in_one_line_before_anything_loads(
 
 
 def test_evaluate_on_such_a_run_with_each_judge(bare, tmp_path, tiny_model_dir):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
     trained = bare / "round_1" / "train"
-    tokenizer = AutoTokenizer.from_pretrained(trained / "final")
-    classifier = tmp_path / "classifier"
-    LlamaForSequenceClassification(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_labels=1,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    ).save_pretrained(classifier)
-    tokenizer.save_pretrained(classifier)
+    classifier = save_tiny_classifier(trained, tmp_path / "classifier")
     judges = {
         "reward functions": ["judge=function"],
         "reward model": ["judge=reward", f"judge.model={classifier}"],

@@ -159,16 +159,19 @@ def collapsed_result(dpo_answers: list[str], base_answers: list[str], **judge) -
     return result
 
 
+VARIED = [  # six answers on six topics: no figure of diversity or collapse trips on them
+    "The wall is hard to see from orbit.",
+    "Call emergency services right away.",
+    "Tell your boss the truth today.",
+    "Mars has two small moons.",
+    "Rest, fluids, and see a doctor if it gets worse.",
+    "A Roth IRA is taxed now, not later.",
+]
+
+
 def test_a_collapsed_set_of_answers_trips_the_warnings():
     boiler = "I'm unsure of the context. I can't provide that. I can't provide that. I can't provide that."
-    varied = [
-        "The wall is hard to see from orbit.",
-        "Call emergency services right away.",
-        "Tell your boss the truth today.",
-        "Mars has two small moons.",
-        "Rest, fluids, and see a doctor if it gets worse.",
-        "A Roth IRA is taxed now, not later.",
-    ] * 2
+    varied = VARIED * 2
     warnings = collapsed_result([boiler] * 10 + varied[:2], varied).warnings()
     text = " ".join(warnings)
     assert 'Collapse: 10 of 12 DPO answers (83%) open with "i\'m unsure of"' in text
@@ -180,14 +183,7 @@ def test_a_collapsed_set_of_answers_trips_the_warnings():
 
 
 def test_empty_and_looping_answers_are_counted_and_warned_of():
-    varied = [
-        "The wall is hard to see from orbit.",
-        "Call emergency services right away.",
-        "Tell your boss the truth today.",
-        "Mars has two small moons.",
-        "Rest, fluids, and see a doctor if it gets worse.",
-        "A Roth IRA is taxed now, not later.",
-    ]
+    varied = VARIED
     broken = ["", "\u2695" * 40, "", "no no no no no no no no no no no no"]
     result = collapsed_result(broken + varied[:2], varied)
     row = next(r for r in result.rows() if r.key == "degenerate")

@@ -122,14 +122,7 @@ class EvaluationResult:
             if rep_d > rep_b + t.repetition_rise
             else None
         )
-        pick = lambda key: [None if m is None else m.get(key) for m in (base, dpo, ref)]  # noqa: E731
-        broken_d, broken_b = (m.get("degenerate", {}).get("value", 0.0) for m in (dpo, base))
-        broken_warning = (
-            f"Broken answers: {broken_d:.0%} of DPO's answers are empty, one character or word repeated, a loop or "
-            f"all one answer (base {broken_b:.0%}), e.g. {'; '.join(dpo.get('problems', [])[:2])}. Read the answers."
-            if broken_d > broken_b + t.degenerate_rise
-            else None
-        )
+        pick = lambda key: [None if m is None else m[key] for m in (base, dpo, ref)]  # noqa: E731
         rows = [
             self._share_row(
                 "opening_share",
@@ -158,15 +151,20 @@ class EvaluationResult:
             Row("answer length (words)", "length_words", *pick("length_words"), digits=1),
         ]
         if "degenerate" in dpo:  # records written before the check have no such figure
-            rows.append(
-                Row(
-                    "broken answers (empty, a loop, one token repeated)",
-                    "degenerate",
-                    *pick("degenerate"),
-                    warning=broken_warning,
-                )
-            )
+            rows.append(self._broken_row(t, base, dpo, ref))
         return rows
+
+    @staticmethod
+    def _broken_row(t: Thresholds, base: dict, dpo: dict, ref: dict | None) -> Row:
+        broken_d, broken_b = (m.get("degenerate", {}).get("value", 0.0) for m in (dpo, base))
+        warning = (
+            f"Broken answers: {broken_d:.0%} of DPO's answers are empty, one character or word repeated, a loop or "
+            f"all one answer (base {broken_b:.0%}), e.g. {'; '.join(dpo.get('problems', [])[:2])}. Read the answers."
+            if broken_d > broken_b + t.degenerate_rise
+            else None
+        )
+        figures = [None if m is None else m.get("degenerate") for m in (base, dpo, ref)]
+        return Row("broken answers (empty, a loop, one token repeated)", "degenerate", *figures, warning=warning)
 
     def warnings(self) -> list[str]:
         return [r.warning for r in self.rows() if r.warning]

@@ -37,63 +37,68 @@ def frontier_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     share of greedy answers opening with the most common 3 words, distinct-2, the change in per-token log-prob of
     the held-out chosen answers (likelihood displacement when negative) and the number of warnings raised; then the
     base model itself at KL 0."""
-    rows, base, base_diversity = [], [], []
-    for path in sorted(sweep_dir.glob("*/eval/metrics.json")):
-        try:
-            ev = json.loads(path.read_text())
-        except ValueError as e:
-            raise SweepFileError(f"{path}: not readable as JSON ({e})") from e
-        if not ev.get("judge"):
-            raise SweepFileError(f"{path}: evaluated without a judge (evaluate.py judge=...)")
-        job = read_job(path.parent.parent)
-        t1, greedy = ev["judge"]["temperature_1"], ev["judge"]["greedy"]
-        rows.append(
-            {
-                "job": job.name,
-                "loss": job.loss,
-                "beta": lookup(job.config, "loss.beta"),
-                "kl_per_sequence": ev["kl"]["kl_per_sequence"],
-                "kl_per_token": ev["kl"]["kl_per_token"],
-                "reward": t1["reward_dpo"]["value"],
-                "reward_low": t1["reward_dpo"]["ci_low"],
-                "reward_high": t1["reward_dpo"]["ci_high"],
-                "win_rate_greedy": greedy["win_rate"],
-                "win_low": greedy["ci_low"],
-                "win_high": greedy["ci_high"],
-                "judge_accuracy": ev["judge"]["accuracy_on_pairs"]["value"],
-                "opening_share": ev["diversity"]["dpo"]["opening_share"]["value"],
-                "phrase_share": ev["diversity"]["dpo"].get("phrase_share", {}).get("value"),
-                "distinct_2": ev["diversity"]["dpo"]["distinct_2"]["value"],
-                "logp_chosen_change": ev["displacement"]["chosen"]["change"]["value"],
-                "warnings": len(ev.get("warnings") or []),
-            }
-        )
-        base.append(t1["reward_base"])
-        base_diversity.append(ev["diversity"]["base"])
-    if base:  # the same base model and seeded samples in every job: one point
-        b = base[0]
-        rows.append(
-            {
-                "job": "base",
-                "loss": "-",
-                "beta": None,
-                "kl_per_sequence": 0.0,
-                "kl_per_token": 0.0,
-                "reward": b["value"],
-                "reward_low": b["ci_low"],
-                "reward_high": b["ci_high"],
-                "win_rate_greedy": 0.5,
-                "win_low": None,
-                "win_high": None,
-                "judge_accuracy": None,
-                "opening_share": base_diversity[0]["opening_share"]["value"],
-                "phrase_share": base_diversity[0].get("phrase_share", {}).get("value"),
-                "distinct_2": base_diversity[0]["distinct_2"]["value"],
-                "logp_chosen_change": 0.0,
-                "warnings": None,
-            }
-        )
+    evaluations = [(path, read_evaluation(path)) for path in sorted(sweep_dir.glob("*/eval/metrics.json"))]
+    rows = [job_row(path, ev) for path, ev in evaluations]
+    if evaluations:  # the same base model and seeded samples in every job: one point
+        rows.append(base_row(evaluations[0][1]))
     return rows
+
+
+def read_evaluation(path: Path) -> dict[str, Any]:
+    try:
+        ev = json.loads(path.read_text())
+    except ValueError as e:
+        raise SweepFileError(f"{path}: not readable as JSON ({e})") from e
+    if not ev.get("judge"):
+        raise SweepFileError(f"{path}: evaluated without a judge (evaluate.py judge=...)")
+    return ev
+
+
+def job_row(path: Path, ev: dict[str, Any]) -> dict[str, Any]:
+    job = read_job(path.parent.parent)
+    t1, greedy, dpo = ev["judge"]["temperature_1"], ev["judge"]["greedy"], ev["diversity"]["dpo"]
+    return {
+        "job": job.name,
+        "loss": job.loss,
+        "beta": lookup(job.config, "loss.beta"),
+        "kl_per_sequence": ev["kl"]["kl_per_sequence"],
+        "kl_per_token": ev["kl"]["kl_per_token"],
+        "reward": t1["reward_dpo"]["value"],
+        "reward_low": t1["reward_dpo"]["ci_low"],
+        "reward_high": t1["reward_dpo"]["ci_high"],
+        "win_rate_greedy": greedy["win_rate"],
+        "win_low": greedy["ci_low"],
+        "win_high": greedy["ci_high"],
+        "judge_accuracy": ev["judge"]["accuracy_on_pairs"]["value"],
+        "opening_share": dpo["opening_share"]["value"],
+        "phrase_share": dpo.get("phrase_share", {}).get("value"),
+        "distinct_2": dpo["distinct_2"]["value"],
+        "logp_chosen_change": ev["displacement"]["chosen"]["change"]["value"],
+        "warnings": len(ev.get("warnings") or []),
+    }
+
+
+def base_row(ev: dict[str, Any]) -> dict[str, Any]:
+    reward, base = ev["judge"]["temperature_1"]["reward_base"], ev["diversity"]["base"]
+    return {
+        "job": "base",
+        "loss": "-",
+        "beta": None,
+        "kl_per_sequence": 0.0,
+        "kl_per_token": 0.0,
+        "reward": reward["value"],
+        "reward_low": reward["ci_low"],
+        "reward_high": reward["ci_high"],
+        "win_rate_greedy": 0.5,
+        "win_low": None,
+        "win_high": None,
+        "judge_accuracy": None,
+        "opening_share": base["opening_share"]["value"],
+        "phrase_share": base.get("phrase_share", {}).get("value"),
+        "distinct_2": base["distinct_2"]["value"],
+        "logp_chosen_change": 0.0,
+        "warnings": None,
+    }
 
 
 def write_frontier(rows: list[dict[str, Any]], out: Path) -> list[Path]:
